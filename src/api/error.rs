@@ -1,0 +1,185 @@
+//! The HTTP edge's error type: every failure a client can see, with its status and stable code.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::db::DbError;
+use crate::storage::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `malformed-json`: the body is not JSON.
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// 400 `invalid-body`: JSON of the wrong shape (a number where a string belongs...).
+    #[error("the request body does not have the expected shape: {0}")]
+    InvalidBody(String),
+    /// 415 `unsupported-media-type`: the body is not sent as `application/json`.
+    #[error("send the body as JSON with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// 413 `body-too-large`.
+    #[error("the request body is too large")]
+    BodyTooLarge,
+    /// 400 `missing-field`.
+    #[error("{0} is required")]
+    MissingField(&'static str),
+    /// 400 `invalid-file-name`.
+    #[error("{0}")]
+    InvalidFileName(String),
+    /// 400 `invalid-content-type`.
+    #[error("contentType must look like type/subtype, for example image/png")]
+    InvalidContentType,
+    /// 400 `content-type-not-allowed`.
+    #[error("files of type {0} are not allowed")]
+    ContentTypeNotAllowed(String),
+    /// 400 `file-too-large`.
+    #[error("the file is larger than the limit of {limit} bytes")]
+    FileTooLarge { limit: u64 },
+    /// 400 `invalid-user-id`.
+    #[error("the user id must be 1 to 255 printable characters")]
+    InvalidUserId,
+    /// 400 `invalid-query`.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// 403 `upload-not-issued`: the key was never issued to this user.
+    #[error("this object key was not issued to you")]
+    UploadNotIssued,
+    /// 410 `upload-expired`: the key's confirmation window is over.
+    #[error("this upload expired; ask for a new upload URL")]
+    UploadExpired,
+    /// 409 `upload-not-found`: confirmed before the object arrived (retry after the PUT).
+    #[error("no object has been uploaded under this key yet")]
+    UploadNotFound,
+    /// 422 `object-too-large`: the uploaded object exceeds the limit; it was deleted.
+    #[error("the uploaded file is larger than the limit of {limit} bytes and was removed")]
+    ObjectTooLarge { limit: u64 },
+    /// 422 `object-type-not-allowed`: the uploaded object's type is not allowed; it was deleted.
+    #[error("the uploaded file's type {0} is not allowed and the file was removed")]
+    ObjectTypeNotAllowed(String),
+    /// 404 `file-not-found`.
+    #[error("no such file")]
+    FileNotFound,
+    /// 404 `not-found`.
+    #[error("no such endpoint")]
+    RouteNotFound,
+    /// 405 `method-not-allowed`.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    /// 503 `database-unavailable`: cause logged, not sent.
+    #[error("the database is unavailable, try again shortly")]
+    DatabaseUnavailable(#[source] DbError),
+    /// 503 `store-unavailable`: cause logged, not sent.
+    #[error("the object store is unavailable, try again shortly")]
+    StoreUnavailable(#[source] StoreError),
+    /// 500 `internal-error`: cause logged, not sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            MalformedJson(_)
+            | InvalidBody(_)
+            | MissingField(_)
+            | InvalidFileName(_)
+            | InvalidContentType
+            | ContentTypeNotAllowed(_)
+            | FileTooLarge { .. }
+            | InvalidUserId
+            | InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UploadNotIssued => StatusCode::FORBIDDEN,
+            UploadExpired => StatusCode::GONE,
+            UploadNotFound => StatusCode::CONFLICT,
+            ObjectTooLarge { .. } | ObjectTypeNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            FileNotFound | RouteNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            DatabaseUnavailable(_) | StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable code clients branch on.
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            MalformedJson(_) => "malformed-json",
+            InvalidBody(_) => "invalid-body",
+            UnsupportedMediaType => "unsupported-media-type",
+            BodyTooLarge => "body-too-large",
+            MissingField(_) => "missing-field",
+            InvalidFileName(_) => "invalid-file-name",
+            InvalidContentType => "invalid-content-type",
+            ContentTypeNotAllowed(_) => "content-type-not-allowed",
+            FileTooLarge { .. } => "file-too-large",
+            InvalidUserId => "invalid-user-id",
+            InvalidQuery(_) => "invalid-query",
+            UploadNotIssued => "upload-not-issued",
+            UploadExpired => "upload-expired",
+            UploadNotFound => "upload-not-found",
+            ObjectTooLarge { .. } => "object-too-large",
+            ObjectTypeNotAllowed(_) => "object-type-not-allowed",
+            FileNotFound => "file-not-found",
+            RouteNotFound => "not-found",
+            MethodNotAllowed => "method-not-allowed",
+            DatabaseUnavailable(_) => "database-unavailable",
+            StoreUnavailable(_) => "store-unavailable",
+            Internal(_) => "internal-error",
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(_) => Self::DatabaseUnavailable(e),
+            other => Self::Internal(error_chain(&other)),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::StoreUnavailable(e),
+            StoreError::Refused(_) => Self::Internal(error_chain(&e)),
+        }
+    }
+}
+
+/// An error and all its causes on one line, for the log.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::DatabaseUnavailable(cause) => {
+                tracing::warn!(code = self.code(), cause = %cause, "dependency unavailable")
+            }
+            Self::StoreUnavailable(cause) => {
+                tracing::warn!(code = self.code(), cause = %cause, "dependency unavailable")
+            }
+            Self::Internal(cause) => {
+                tracing::error!(code = self.code(), cause = %cause, "request failed")
+            }
+            _ => tracing::debug!(code = self.code(), "client error"),
+        }
+        let body = json!({ "success": false, "error": self.to_string(), "code": self.code() });
+        (status, Json(body)).into_response()
+    }
+}

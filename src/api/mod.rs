@@ -1,0 +1,56 @@
+//! The HTTP API: the guide's two endpoints, the read side, health.
+
+mod error;
+mod extract;
+mod files;
+mod health;
+mod uploads;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, error_chain};
+pub use files::FileView;
+
+use crate::app::AppState;
+
+/// JSON request bodies are small; anything larger is refused before it is read whole.
+const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// The whole API, with CORS for `origins`.
+pub fn router(state: AppState, origins: &[String]) -> Router {
+    Router::new()
+        .merge(uploads::router())
+        .merge(files::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(cors(origins))
+        .layer(
+            // Spans carry the matched route, never the raw URI: nothing secret ends up in a log.
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+                tracing::info_span!("request", method = %req.method(), route, user = tracing::field::Empty)
+            }),
+        )
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-user-id"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}

@@ -1,0 +1,156 @@
+//! The guide's two endpoints: `POST /presign-b2-upload` and `POST /save-b2-metadata`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::ApiError;
+use super::extract::{ApiJson, required};
+use super::files::FileView;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::db::NewFile;
+use crate::storage::PutRequest;
+use crate::upload::{NameError, PolicyError, TicketError, clean_file_name};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/presign-b2-upload", post(presign))
+        .route("/save-b2-metadata", post(confirm))
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PresignRequest {
+    file_name: Option<String>,
+    content_type: Option<String>,
+    /// Optional exact size: signed into the URL so the store refuses any other length.
+    size: Option<u64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PresignResponse {
+    success: bool,
+    presigned_url: String,
+    object_key: String,
+    public_file_url: String,
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::MalformedType => Self::InvalidContentType,
+            PolicyError::TypeNotAllowed(t) => Self::ContentTypeNotAllowed(t),
+            PolicyError::TooLarge { limit } => Self::FileTooLarge { limit },
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn presign(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<PresignRequest>,
+) -> Result<Json<PresignResponse>, ApiError> {
+    let file_name = required(req.file_name, "fileName")?;
+    let content_type = required(req.content_type, "contentType")?;
+    let name = clean_file_name(&file_name)
+        .map_err(|e: NameError| ApiError::InvalidFileName(e.to_string()))?;
+    state.policy.check_type(&content_type)?;
+    if let Some(size) = req.size {
+        state.policy.check_size(size)?;
+    }
+    let ttl = state.settings.upload_url_ttl;
+    let expires_at = u32::try_from(now_unix() + ttl.as_secs()).unwrap_or(u32::MAX);
+    let key = state.tickets.issue(&caller.user_id, &name, expires_at);
+    let url = state.store.presign_put(&PutRequest {
+        key: &key,
+        content_type: &content_type,
+        content_length: req.size,
+        ttl,
+    });
+    Ok(Json(PresignResponse {
+        success: true,
+        presigned_url: url.into(),
+        public_file_url: state.store.public_url(&key).into(),
+        object_key: key,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfirmRequest {
+    object_key: Option<String>,
+    /// Accepted for the guide's clients and ignored: Ferry computes the URL itself.
+    #[serde(rename = "publicFileUrl")]
+    _public_file_url: Option<serde_json::Value>,
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn confirm(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<ConfirmRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = required(req.object_key, "objectKey")?;
+    let ticket = state
+        .tickets
+        .verify(&caller.user_id, &key)
+        .map_err(|e: TicketError| {
+            tracing::info!(reason = %e, "confirm refused");
+            ApiError::UploadNotIssued
+        })?;
+    let deadline = u64::from(ticket.expires_at) + state.settings.confirm_grace.as_secs();
+    if now_unix() > deadline {
+        // A repeat of a confirm that succeeded in time still answers with its record.
+        return match state.db.find_by_key(&caller.user_id, &key).await? {
+            Some(record) => Ok(confirmed(record)),
+            None => Err(ApiError::UploadExpired),
+        };
+    }
+    let object = state
+        .store
+        .head(&key)
+        .await?
+        .ok_or(ApiError::UploadNotFound)?;
+    let limit = state.policy.max_file_size;
+    if object.size > limit {
+        state.store.delete(&key).await?;
+        return Err(ApiError::ObjectTooLarge { limit });
+    }
+    let content_type = object
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into());
+    if let Err(e) = state.policy.check_type(&content_type) {
+        state.store.delete(&key).await?;
+        tracing::info!(reason = %e, "uploaded object refused");
+        return Err(ApiError::ObjectTypeNotAllowed(content_type));
+    }
+    let new = NewFile {
+        file_url: state.store.public_url(&key).into(),
+        file_name: ticket.file_name,
+        content_type: Some(content_type),
+        size: i64::try_from(object.size).unwrap_or(i64::MAX),
+        etag: object.etag,
+        object_key: key,
+    };
+    let (record, _) = state.db.record(&caller.user_id, &new).await?;
+    tracing::info!(file_id = record.id, size = new.size, "upload confirmed");
+    Ok(confirmed(record))
+}
+
+fn confirmed(record: crate::db::FileRecord) -> Json<serde_json::Value> {
+    Json(json!({ "success": true, "file": FileView::from(record) }))
+}

@@ -1,0 +1,28 @@
+//! The application state every handler shares: small, cheap to clone, built from a config.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::AuthMode;
+use crate::db::Metadata;
+use crate::storage::ObjectStore;
+use crate::upload::{TicketSigner, UploadPolicy};
+
+/// Timings and switches the handlers need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub upload_url_ttl: Duration,
+    pub confirm_grace: Duration,
+    pub download_url_ttl: Duration,
+    pub public_bucket: bool,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Arc<dyn Metadata>,
+    pub store: Arc<dyn ObjectStore>,
+    pub tickets: TicketSigner,
+    pub policy: Arc<UploadPolicy>,
+    pub settings: Arc<Settings>,
+    pub auth: AuthMode,
+}

@@ -1,0 +1,110 @@
+//! The `ferry` command line: serve (the default), migrate, sweep.
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Direct-to-bucket file uploads with verified metadata"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (and the embedded store when no bucket is configured). The default.
+    Serve,
+    /// Run the database migrations and exit.
+    Migrate,
+    /// Remove abandoned uploads and finish half-done deletes, then exit.
+    Sweep {
+        /// Print what would be removed without removing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Installs the log subscriber. Signing and HTTP internals are capped at `info`, whatever
+/// `RUST_LOG` says, because their debug output includes presigned URLs.
+pub fn init_tracing() {
+    let base = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{base},s3s=warn,hyper=info,hyper_util=info,reqwest=info"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+/// Runs the command; the returned text is printed by `main` on error.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    let cfg = Config::from_env().map_err(|e| e.to_string())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::bind(cfg).await.map_err(|e| e.to_string())?;
+            app.run_until_stopped(shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Command::Migrate => {
+            let db = crate::db::migrate(&cfg.database, &cfg.data_dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("migrations applied: {db}");
+            Ok(())
+        }
+        Command::Sweep { dry_run } => {
+            let app = crate::startup::Application::for_tasks(cfg)
+                .await
+                .map_err(|e| e.to_string())?;
+            let report = crate::sweep::sweep_once(app.state(), dry_run)
+                .await
+                .map_err(|e| crate::api::error_chain(&e))?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            for key in &report.orphans {
+                println!("{verb} orphan {key}");
+            }
+            for key in &report.finished_deletes {
+                println!("{verb} half-deleted {key}");
+            }
+            println!(
+                "scanned {} objects; {verb} {} orphans; finished {} deletes",
+                report.scanned,
+                report.orphans.len(),
+                report.finished_deletes.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,185 @@
+//! SQLite: Ferry's zero-set-up default, one file in the data directory.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{DbError, FileRecord, Metadata, NewFile, PoolOptions, Recorded};
+
+const COLUMNS: &str = "id, object_key, file_url, user_id, file_name, content_type, size, etag, \
+     COALESCE(upload_timestamp, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) AS upload_timestamp";
+
+pub struct SqliteMetadata {
+    pool: SqlitePool,
+    description: String,
+}
+
+impl SqliteMetadata {
+    /// `url` is a `sqlite://` URL; `None` means `<data_dir>/ferry.db`, created if missing.
+    pub async fn connect(
+        url: Option<&str>,
+        data_dir: &Path,
+        pool: &PoolOptions,
+    ) -> Result<Self, DbError> {
+        let (options, description) = match url {
+            Some(url) => (
+                SqliteConnectOptions::from_str(url)?,
+                format!("SQLite at {url}"),
+            ),
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|e| DbError::Other(e.into()))?;
+                let path = data_dir.join("ferry.db");
+                let description = format!("SQLite at {}", path.display());
+                (
+                    SqliteConnectOptions::new()
+                        .filename(path)
+                        .create_if_missing(true),
+                    description,
+                )
+            }
+        };
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(pool.acquire_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool, description })
+    }
+}
+
+#[async_trait]
+impl Metadata for SqliteMetadata {
+    async fn record(&self, user: &str, file: &NewFile) -> Result<(FileRecord, Recorded), DbError> {
+        let inserted: Option<FileRecord> = sqlx::query_as(&format!(
+            "INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}"
+        ))
+        .bind(&file.object_key)
+        .bind(&file.file_url)
+        .bind(user)
+        .bind(&file.file_name)
+        .bind(&file.content_type)
+        .bind(file.size)
+        .bind(&file.etag)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = inserted {
+            return Ok((row, Recorded::Created));
+        }
+        let existing: FileRecord = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM b2_files WHERE object_key = ?"
+        ))
+        .bind(&file.object_key)
+        .fetch_one(&self.pool)
+        .await?;
+        if existing.user_id != user {
+            return Err(DbError::KeyTaken);
+        }
+        Ok((existing, Recorded::Existing))
+    }
+
+    async fn list(
+        &self,
+        user: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<FileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM b2_files WHERE user_id = ? AND deleting_at IS NULL AND id < ? \
+             ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(user)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn find_by_key(&self, user: &str, key: &str) -> Result<Option<FileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM b2_files WHERE object_key = ? AND user_id = ?"
+        ))
+        .bind(key)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn get(&self, user: &str, id: i64) -> Result<Option<FileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM b2_files WHERE id = ? AND user_id = ? AND deleting_at IS NULL"
+        ))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn mark_deleting(&self, user: &str, id: i64) -> Result<Option<FileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE b2_files SET deleting_at = COALESCE(deleting_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+             WHERE id = ? AND user_id = ? RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn remove(&self, id: i64) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM b2_files WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn stuck_deletions(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM b2_files WHERE deleting_at IS NOT NULL AND deleting_at < ? ORDER BY id LIMIT ?"
+        ))
+        .bind(before.format("%Y-%m-%dT%H:%M:%.3fZ").to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, DbError> {
+        let mut known = HashSet::new();
+        // SQLite has no array type: ask in chunks of bound parameters.
+        for chunk in keys.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT object_key FROM b2_files WHERE object_key IN ({marks})");
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            known.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(known)
+    }
+
+    async fn health(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}

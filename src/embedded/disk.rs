@@ -1,0 +1,379 @@
+//! The embedded store's disk layout, built so that no key can name a path.
+//!
+//! An object's files are named after the SHA-256 of its key, never after the key itself:
+//! `<root>/<bucket>/<h[0..2]>/<h>.json` holds its metadata and names its blob
+//! `<h>.<uuid>`. A write streams into `<root>/.tmp/`, is checked, then renamed into place;
+//! renaming the metadata file is the commit point, so a failed or cut-off PUT leaves nothing.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use s3s::crypto::{Checksum as _, Md5};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+/// What the store keeps about one object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub content_type: Option<String>,
+    pub content_disposition: Option<String>,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+    /// File name of the blob beside this metadata file.
+    pub blob: String,
+}
+
+/// A file being written in `.tmp`, removed on drop unless committed.
+pub struct TempFile {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl TempFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What streaming a body into a temporary file produced.
+pub struct Written {
+    pub file: TempFile,
+    pub size: u64,
+    pub md5: [u8; 16],
+}
+
+pub struct Disk {
+    root: PathBuf,
+    /// Serialises commits and deletes of the same key (striped by hash).
+    locks: Vec<Mutex<()>>,
+}
+
+const LOCK_STRIPES: usize = 64;
+
+impl Disk {
+    /// Opens (creating if needed) the store under `root`, with one bucket.
+    pub fn open(root: &Path, bucket: &str) -> io::Result<Self> {
+        std::fs::create_dir_all(root.join(bucket))?;
+        let tmp = root.join(".tmp");
+        std::fs::create_dir_all(&tmp)?;
+        remove_stale_temp_files(&tmp);
+        std::fs::create_dir_all(root.join(".uploads"))?;
+        Ok(Self {
+            root: root.to_owned(),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        })
+    }
+
+    pub fn bucket_exists(&self, bucket: &str) -> bool {
+        is_plain_name(bucket) && self.root.join(bucket).is_dir()
+    }
+
+    pub fn buckets(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.root)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.file_type()?.is_dir() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn hash(key: &str) -> String {
+        hex::encode(Sha256::digest(key.as_bytes()))
+    }
+
+    fn object_dir(&self, bucket: &str, hash: &str) -> PathBuf {
+        self.root.join(bucket).join(&hash[..2])
+    }
+
+    fn meta_path(&self, bucket: &str, key: &str) -> (PathBuf, String) {
+        let hash = Self::hash(key);
+        (
+            self.object_dir(bucket, &hash).join(format!("{hash}.json")),
+            hash,
+        )
+    }
+
+    fn lock_for(&self, hash: &str) -> &Mutex<()> {
+        let stripe = usize::from_str_radix(&hash[..2], 16).unwrap_or(0) % LOCK_STRIPES;
+        &self.locks[stripe]
+    }
+
+    /// Streams `body` into a new temporary file, hashing as it goes.
+    pub async fn write_temp<S, E>(
+        &self,
+        mut body: S,
+        mut inspect: impl FnMut(&[u8]),
+    ) -> Result<Written, WriteError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        let file = TempFile {
+            path: self.root.join(".tmp").join(Uuid::new_v4().to_string()),
+            committed: false,
+        };
+        let mut out = tokio::fs::File::create(&file.path)
+            .await
+            .map_err(WriteError::Io)?;
+        let mut md5 = Md5::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(WriteError::Body)?;
+            md5.update(&chunk);
+            inspect(&chunk);
+            out.write_all(&chunk).await.map_err(WriteError::Io)?;
+            size += chunk.len() as u64;
+        }
+        out.flush().await.map_err(WriteError::Io)?;
+        out.sync_data().await.map_err(WriteError::Io)?;
+        Ok(Written {
+            file,
+            size,
+            md5: md5.finalize(),
+        })
+    }
+
+    /// Makes a checked temporary file the object `key`, replacing any previous version.
+    pub async fn commit(
+        &self,
+        bucket: &str,
+        mut meta: ObjectMeta,
+        mut file: TempFile,
+    ) -> io::Result<ObjectMeta> {
+        let (meta_path, hash) = self.meta_path(bucket, &meta.key);
+        let dir = self.object_dir(bucket, &hash);
+        tokio::fs::create_dir_all(&dir).await?;
+        meta.blob = format!("{hash}.{}", Uuid::new_v4().simple());
+        tokio::fs::rename(&file.path, dir.join(&meta.blob)).await?;
+        file.committed = true;
+        let meta_tmp = self
+            .root
+            .join(".tmp")
+            .join(format!("{}.json", Uuid::new_v4()));
+        let _guard = self.lock_for(&hash).lock().await;
+        let previous = self.read_meta_at(&meta_path).await?;
+        tokio::fs::write(
+            &meta_tmp,
+            serde_json::to_vec(&meta).map_err(io::Error::other)?,
+        )
+        .await?;
+        if let Err(e) = tokio::fs::rename(&meta_tmp, &meta_path).await {
+            let _ = tokio::fs::remove_file(dir.join(&meta.blob)).await;
+            let _ = tokio::fs::remove_file(&meta_tmp).await;
+            return Err(e);
+        }
+        if let Some(previous) = previous {
+            let _ = tokio::fs::remove_file(dir.join(previous.blob)).await;
+        }
+        Ok(meta)
+    }
+
+    async fn read_meta_at(&self, path: &Path) -> io::Result<Option<ObjectMeta>> {
+        match tokio::fs::read(path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(io::Error::other),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn meta(&self, bucket: &str, key: &str) -> io::Result<Option<ObjectMeta>> {
+        self.read_meta_at(&self.meta_path(bucket, key).0).await
+    }
+
+    /// Opens an object's blob together with the metadata that names it.
+    pub async fn open_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> io::Result<Option<(ObjectMeta, tokio::fs::File)>> {
+        let (meta_path, hash) = self.meta_path(bucket, key);
+        // A concurrent overwrite may delete the blob between the two reads: look again once.
+        for _ in 0..2 {
+            let Some(meta) = self.read_meta_at(&meta_path).await? else {
+                return Ok(None);
+            };
+            match tokio::fs::File::open(self.object_dir(bucket, &hash).join(&meta.blob)).await {
+                Ok(file) => return Ok(Some((meta, file))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes an object; returns whether it existed.
+    pub async fn delete(&self, bucket: &str, key: &str) -> io::Result<bool> {
+        let (meta_path, hash) = self.meta_path(bucket, key);
+        let _guard = self.lock_for(&hash).lock().await;
+        let Some(meta) = self.read_meta_at(&meta_path).await? else {
+            return Ok(false);
+        };
+        tokio::fs::remove_file(&meta_path).await?;
+        let _ = tokio::fs::remove_file(self.object_dir(bucket, &hash).join(meta.blob)).await;
+        Ok(true)
+    }
+
+    /// Every object's metadata in a bucket, sorted by key.
+    pub async fn list(&self, bucket: &str) -> io::Result<Vec<ObjectMeta>> {
+        let mut metas = Vec::new();
+        let mut shards = tokio::fs::read_dir(self.root.join(bucket)).await?;
+        while let Some(shard) = shards.next_entry().await? {
+            if !shard.file_type().await?.is_dir() {
+                continue;
+            }
+            let mut files = tokio::fs::read_dir(shard.path()).await?;
+            while let Some(file) = files.next_entry().await? {
+                if file.file_name().to_string_lossy().ends_with(".json")
+                    && let Some(meta) = self.read_meta_at(&file.path()).await?
+                {
+                    metas.push(meta);
+                }
+            }
+        }
+        metas.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(metas)
+    }
+
+    #[cfg(test)]
+    pub fn blob_path(&self, bucket: &str, meta: &ObjectMeta) -> PathBuf {
+        let hash = Self::hash(&meta.key);
+        self.object_dir(bucket, &hash).join(&meta.blob)
+    }
+
+    /// Directory of a multipart upload; `None` unless `upload_id` is a UUID we could have made.
+    pub fn upload_dir(&self, upload_id: &str) -> Option<PathBuf> {
+        let id = Uuid::try_parse(upload_id).ok()?;
+        Some(self.root.join(".uploads").join(id.simple().to_string()))
+    }
+}
+
+/// Leftovers of a crash mid-upload are never visible; drop those old enough that no live
+/// upload (of this or another process on the same directory) can still be writing them.
+fn remove_stale_temp_files(tmp: &Path) {
+    const STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE));
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Bucket names come from the URL path: refuse anything that is not one plain component.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\'])
+}
+
+#[derive(Debug)]
+pub enum WriteError<E> {
+    Io(io::Error),
+    Body(E),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + Unpin {
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn meta(key: &str, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            key: key.into(),
+            size,
+            etag: String::new(),
+            content_type: None,
+            content_disposition: None,
+            last_modified: chrono::Utc::now(),
+            blob: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn traversal_keys_stay_inside_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(&dir.path().join("store"), "b").unwrap();
+        let written = disk.write_temp(chunks(&[b"x"]), |_| {}).await.ok().unwrap();
+        let key = "../../../escape";
+        let stored = disk.commit("b", meta(key, 1), written.file).await.unwrap();
+        assert!(
+            disk.blob_path("b", &stored)
+                .starts_with(dir.path().join("store/b"))
+        );
+        assert!(!dir.path().join("escape").exists());
+        assert_eq!(disk.meta("b", key).await.unwrap().unwrap().size, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_body_leaves_no_object_and_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), "b").unwrap();
+        let body = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"half")),
+            Err(io::Error::other("cut")),
+        ]);
+        assert!(disk.write_temp(body, |_| {}).await.is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
+            0
+        );
+        assert!(disk.list("b").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn overwriting_replaces_the_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), "b").unwrap();
+        for body in [&b"one"[..], &b"second"[..]] {
+            let static_body: &'static [u8] = if body.len() == 3 { b"one" } else { b"second" };
+            let written = disk
+                .write_temp(chunks(&[static_body]), |_| {})
+                .await
+                .ok()
+                .unwrap();
+            disk.commit("b", meta("k", written.size), written.file)
+                .await
+                .unwrap();
+        }
+        let (m, _) = disk.open_object("b", "k").await.unwrap().unwrap();
+        assert_eq!(m.size, 6);
+        let shard = disk.blob_path("b", &m).parent().unwrap().to_owned();
+        assert_eq!(
+            std::fs::read_dir(shard).unwrap().count(),
+            2,
+            "one blob and one metadata file"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The `ferry` binary: parses the command line and hands over to the library.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    ferry::cli::init_tracing();
+    let cli = ferry::cli::Cli::parse();
+    match ferry::cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ferry: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Object storage behind a small trait: presigning for browsers, and the few calls Ferry makes
+//! itself (HEAD to verify an upload, DELETE, listing for cleanup, a health check).
+
+mod s3;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use url::Url;
+
+pub use s3::S3Store;
+
+/// What the store says about an object (never what the client said).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub etag: Option<String>,
+}
+
+/// One object in a bucket listing.
+#[derive(Debug, Clone)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+}
+
+/// One page of a bucket listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub objects: Vec<ListedObject>,
+    pub next: Option<String>,
+}
+
+/// A presigned upload: what the browser must send with its PUT.
+#[derive(Debug, Clone)]
+pub struct PutRequest<'a> {
+    pub key: &'a str,
+    pub content_type: &'a str,
+    /// When set, signed into the URL: the store refuses a body of any other length.
+    pub content_length: Option<u64>,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or failed on its side (5xx, timeout, refused).
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something Ferry did not expect (4xx other than not-found).
+    #[error("object store refused the request: {0}")]
+    Refused(String),
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// A URL the browser can PUT the object to, with its content type signed in.
+    fn presign_put(&self, req: &PutRequest<'_>) -> Url;
+    /// A short-lived GET URL; `download_name` becomes the `Content-Disposition` file name.
+    fn presign_get(&self, key: &str, download_name: Option<&str>, ttl: Duration) -> Url;
+    /// The unsigned URL of an object, as the guide's `publicFileUrl`.
+    fn public_url(&self, key: &str) -> Url;
+    /// The object's facts, or `None` if there is no such object.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// One page of the bucket's objects.
+    async fn list(&self, continuation: Option<&str>) -> Result<ListPage, StoreError>;
+    /// Whether the bucket can be reached with Ferry's credentials.
+    async fn health(&self) -> Result<(), StoreError>;
+}
+
+/// Everything but RFC 5987's `attr-char` is percent-encoded in `filename*`.
+const RFC5987_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `attachment; filename="..."; filename*=UTF-8''...` (RFC 6266), safe for any name.
+pub fn content_disposition(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded = percent_encoding::utf8_percent_encode(name, RFC5987_ESCAPED);
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}

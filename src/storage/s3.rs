@@ -1,0 +1,212 @@
+//! The S3 client: `rusty-s3` signs (microseconds, no `x-amz-checksum-*` parameters that B2
+//! rejects), `reqwest` carries the few calls Ferry makes itself.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use rusty_s3::actions::ListObjectsV2;
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use url::Url;
+
+use super::{
+    ListPage, ListedObject, ObjectInfo, ObjectStore, PutRequest, StoreError, content_disposition,
+};
+use crate::config::S3Config;
+
+/// How long the URLs Ferry signs for its own calls live.
+const SELF_CALL_TTL: Duration = Duration::from_secs(60);
+
+/// A bucket on any S3-compatible service (including Ferry's embedded store).
+pub struct S3Store {
+    /// Signs URLs for Ferry's own calls (internal endpoint).
+    internal: Bucket,
+    /// Signs URLs handed to browsers (public endpoint).
+    public: Bucket,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+impl S3Store {
+    pub fn new(cfg: &S3Config) -> Result<Self, StoreError> {
+        let bucket = |endpoint: &Url| {
+            Bucket::new(
+                endpoint.clone(),
+                UrlStyle::Path,
+                cfg.bucket.clone(),
+                cfg.region.clone(),
+            )
+            .map_err(|e| StoreError::Refused(format!("invalid bucket settings: {e}")))
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            internal: bucket(&cfg.endpoint)?,
+            public: bucket(&cfg.public_endpoint)?,
+            credentials: Credentials::new(
+                cfg.access_key_id.clone(),
+                cfg.secret_access_key.expose().to_owned(),
+            ),
+            http,
+        })
+    }
+
+    async fn send(&self, method: Method, url: Url) -> Result<reqwest::Response, StoreError> {
+        let response = self
+            .http
+            .request(method, url)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        if response.status().is_server_error() {
+            return Err(StoreError::Unavailable(format!(
+                "store answered {}",
+                response.status()
+            )));
+        }
+        Ok(response)
+    }
+}
+
+/// A reqwest error without its URL: the URL holds a signature, which must never be logged.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)?
+        .to_str()
+        .ok()
+        .map(str::to_owned)
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn presign_put(&self, req: &PutRequest<'_>) -> Url {
+        let mut action = self.public.put_object(Some(&self.credentials), req.key);
+        action
+            .headers_mut()
+            .insert("content-type", req.content_type.to_owned());
+        if let Some(length) = req.content_length {
+            action
+                .headers_mut()
+                .insert("content-length", length.to_string());
+        }
+        action.sign(req.ttl)
+    }
+
+    fn presign_get(&self, key: &str, download_name: Option<&str>, ttl: Duration) -> Url {
+        let mut action = self.public.get_object(Some(&self.credentials), key);
+        if let Some(name) = download_name {
+            action
+                .query_mut()
+                .insert("response-content-disposition", content_disposition(name));
+        }
+        action.sign(ttl)
+    }
+
+    fn public_url(&self, key: &str) -> Url {
+        self.public.object_url(key)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        let url = self
+            .internal
+            .head_object(Some(&self.credentials), key)
+            .sign(SELF_CALL_TTL);
+        let response = self.send(Method::HEAD, url).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let size = header(&response, "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| StoreError::Refused("HEAD without Content-Length".into()))?;
+                Ok(Some(ObjectInfo {
+                    size,
+                    content_type: header(&response, "content-type"),
+                    etag: header(&response, "etag").map(|e| e.trim_matches('"').to_owned()),
+                }))
+            }
+            status => Err(StoreError::Refused(format!("HEAD answered {status}"))),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let url = self
+            .internal
+            .delete_object(Some(&self.credentials), key)
+            .sign(SELF_CALL_TTL);
+        let response = self.send(Method::DELETE, url).await?;
+        match response.status() {
+            status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+            status => Err(StoreError::Refused(format!("DELETE answered {status}"))),
+        }
+    }
+
+    async fn list(&self, continuation: Option<&str>) -> Result<ListPage, StoreError> {
+        let mut action = ListObjectsV2::new(&self.internal, Some(&self.credentials));
+        if let Some(token) = continuation {
+            action.with_continuation_token(token.to_owned());
+        }
+        let url = action.sign(SELF_CALL_TTL);
+        let response = self.send(Method::GET, url).await?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        if !status.is_success() {
+            return Err(StoreError::Refused(format!(
+                "ListObjectsV2 answered {status}"
+            )));
+        }
+        let parsed = ListObjectsV2::parse_response(&body)
+            .map_err(|e| StoreError::Refused(format!("unreadable listing: {e}")))?;
+        Ok(ListPage {
+            objects: parsed
+                .contents
+                .into_iter()
+                .map(|o| ListedObject {
+                    key: o.key,
+                    size: o.size.unwrap_or(0),
+                })
+                .collect(),
+            next: parsed.next_continuation_token,
+        })
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let url = self
+            .internal
+            .head_bucket(Some(&self.credentials))
+            .sign(SELF_CALL_TTL);
+        let response = self.send(Method::HEAD, url).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(StoreError::Refused(format!(
+                "HEAD bucket answered {}",
+                response.status()
+            )))
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Upload tickets: the object key itself proves who it was issued to and until when.
+//!
+//! A key is `<uuid>-<cleaned name>`. The UUID (version 8, "custom") carries the ticket:
+//! a 32-bit expiry (Unix seconds), a 34-bit random nonce and a 56-bit HMAC-SHA256 tag over
+//! the user, the expiry, the nonce and the name. Presigning therefore writes nothing, and a
+//! confirm checks ownership and expiry without a database round trip. Cleanup finds orphans by
+//! listing the bucket: every Ferry key says when it stops being confirmable.
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::config::Secret;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const UUID_TEXT_LEN: usize = 36;
+const TAG_BYTES: usize = 7;
+
+/// Signs and verifies upload tickets. Cheap to clone.
+#[derive(Clone)]
+pub struct TicketSigner {
+    mac: HmacSha256,
+}
+
+/// What a valid key says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// Unix seconds after which the upload URL no longer works.
+    pub expires_at: u32,
+    /// The cleaned file name part of the key.
+    pub file_name: String,
+}
+
+/// Why a key is not a ticket issued to this user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("the key was not issued by Ferry")]
+    Malformed,
+    #[error("the key was not issued to this user")]
+    NotIssued,
+}
+
+impl TicketSigner {
+    pub fn new(secret: &Secret) -> Self {
+        // Domain separation: the same secret may serve other purposes.
+        let mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
+            .expect("HMAC takes any key length");
+        let mut mac_outer = mac;
+        mac_outer.update(b"ferry upload ticket v1\0");
+        Self { mac: mac_outer }
+    }
+
+    /// Issues a key for `user`, valid until `expires_at` (Unix seconds).
+    pub fn issue(&self, user: &str, file_name: &str, expires_at: u32) -> String {
+        let mut bytes = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut bytes[4..9]);
+        bytes[..4].copy_from_slice(&expires_at.to_be_bytes());
+        // Fix the version and variant bits before signing, so the tag covers what is sent.
+        let mut bytes = *uuid::Builder::from_custom_bytes(bytes).as_uuid().as_bytes();
+        let tag = self.tag(user, &bytes[..9], file_name);
+        bytes[9..].copy_from_slice(&tag);
+        format!("{}-{file_name}", Uuid::from_bytes(bytes).hyphenated())
+    }
+
+    /// Parses a key without checking whose it is (used by cleanup, which has no user).
+    pub fn parse(key: &str) -> Result<(Uuid, Ticket), TicketError> {
+        let (head, name) = split_key(key).ok_or(TicketError::Malformed)?;
+        let uuid = Uuid::try_parse(head).map_err(|_| TicketError::Malformed)?;
+        if uuid.get_version_num() != 8 {
+            return Err(TicketError::Malformed);
+        }
+        let b = uuid.as_bytes();
+        let expires_at = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        Ok((
+            uuid,
+            Ticket {
+                expires_at,
+                file_name: name.to_owned(),
+            },
+        ))
+    }
+
+    /// Checks that `key` was issued to `user` by this signer.
+    pub fn verify(&self, user: &str, key: &str) -> Result<Ticket, TicketError> {
+        let (uuid, ticket) = Self::parse(key)?;
+        let b = uuid.as_bytes();
+        let mut mac = self.mac.clone();
+        feed(&mut mac, user, &b[..9], &ticket.file_name);
+        // Constant-time comparison of the truncated tag.
+        mac.verify_truncated_left(&b[9..])
+            .map_err(|_| TicketError::NotIssued)?;
+        Ok(ticket)
+    }
+
+    fn tag(&self, user: &str, head: &[u8], file_name: &str) -> [u8; TAG_BYTES] {
+        let mut mac = self.mac.clone();
+        feed(&mut mac, user, head, file_name);
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&full[..TAG_BYTES]);
+        tag
+    }
+}
+
+fn feed(mac: &mut HmacSha256, user: &str, head: &[u8], file_name: &str) {
+    // Length prefixes keep (user, name) pairs unambiguous.
+    mac.update(&(user.len() as u64).to_be_bytes());
+    mac.update(user.as_bytes());
+    mac.update(head);
+    mac.update(file_name.as_bytes());
+}
+
+fn split_key(key: &str) -> Option<(&str, &str)> {
+    if key.len() < UUID_TEXT_LEN + 2 || !key.is_char_boundary(UUID_TEXT_LEN) {
+        return None;
+    }
+    let (head, rest) = key.split_at(UUID_TEXT_LEN);
+    let name = rest.strip_prefix('-')?;
+    Some((head, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> TicketSigner {
+        TicketSigner::new(&Secret::new("test secret"))
+    }
+
+    #[test]
+    fn an_issued_key_verifies_for_its_user_only() {
+        let key = signer().issue("alice", "cat.png", 1_900_000_000);
+        assert!(key.ends_with("-cat.png"));
+        let ticket = signer().verify("alice", &key).unwrap();
+        assert_eq!(ticket.expires_at, 1_900_000_000);
+        assert_eq!(ticket.file_name, "cat.png");
+        assert_eq!(signer().verify("bob", &key), Err(TicketError::NotIssued));
+    }
+
+    #[test]
+    fn forged_and_altered_keys_are_refused() {
+        let key = signer().issue("alice", "cat.png", 1_900_000_000);
+        let renamed = key.replace("cat.png", "dog.png");
+        assert_eq!(
+            signer().verify("alice", &renamed),
+            Err(TicketError::NotIssued)
+        );
+        let v4 = format!("{}-cat.png", Uuid::new_v4());
+        assert_eq!(signer().verify("alice", &v4), Err(TicketError::Malformed));
+        assert_eq!(
+            signer().verify("alice", "../../etc/passwd"),
+            Err(TicketError::Malformed)
+        );
+        let other = TicketSigner::new(&Secret::new("other secret"));
+        assert_eq!(other.verify("alice", &key), Err(TicketError::NotIssued));
+    }
+
+    #[test]
+    fn two_keys_for_the_same_name_differ() {
+        let a = signer().issue("alice", "x", 1);
+        let b = signer().issue("alice", "x", 1);
+        assert_ne!(a, b);
+    }
+}
