@@ -15,6 +15,8 @@ pub struct Settings {
     pub confirm_grace: Duration,
     pub download_url_ttl: Duration,
     pub public_bucket: bool,
+    pub sweep_delete_age: Duration,
+    pub sweep_margin: Duration,
 }
 
 #[derive(Clone)]

@@ -111,6 +111,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// How often the background sweeper runs; zero disables it.
     pub sweep_interval: Duration,
+    /// Cleanup takes over a delete left half-done for this long.
+    pub sweep_delete_age: Duration,
+    /// Cleanup waits this long past an upload's confirm deadline before removing it.
+    pub sweep_margin: Duration,
     /// Allow dev-mode identity (X-User-Id) on a non-loopback address.
     pub insecure_dev_auth: bool,
     /// Most database connections held at once.
@@ -164,6 +168,8 @@ impl Config {
             allowed_types: list(get("FERRY_ALLOWED_TYPES")),
             cors_origins: list(get("FERRY_CORS_ORIGINS")),
             sweep_interval: Duration::from_secs(parse_or(&get, "FERRY_SWEEP_INTERVAL", 300u64)?),
+            sweep_delete_age: Duration::from_secs(parse_or(&get, "FERRY_SWEEP_DELETE_AGE", 60u64)?),
+            sweep_margin: Duration::from_secs(parse_or(&get, "FERRY_SWEEP_MARGIN", 300u64)?),
             insecure_dev_auth: parse_bool(&get, "FERRY_INSECURE_DEV_AUTH")?,
             db_pool_size: parse_or(&get, "FERRY_DB_POOL_SIZE", 16u32)?,
             db_timeout: Duration::from_secs(parse_or(&get, "FERRY_DB_TIMEOUT", 3u64)?),

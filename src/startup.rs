@@ -158,6 +158,8 @@ impl Application {
                 confirm_grace: cfg.confirm_grace,
                 download_url_ttl: cfg.download_url_ttl,
                 public_bucket: cfg.public_bucket,
+                sweep_delete_age: cfg.sweep_delete_age,
+                sweep_margin: cfg.sweep_margin,
             }),
             auth: AuthMode::Dev,
         };

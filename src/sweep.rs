@@ -14,10 +14,6 @@ use crate::db::DbError;
 use crate::storage::StoreError;
 use crate::upload::TicketSigner;
 
-/// Extra wait past the confirm deadline, so a confirm in flight at the deadline wins.
-const SAFETY_MARGIN: Duration = Duration::from_secs(300);
-/// How long a delete may stay half-done before cleanup takes it over.
-const STUCK_DELETE_AGE: Duration = Duration::from_secs(60);
 const BATCH: u32 = 500;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -57,7 +53,9 @@ async fn finish_deletes(
     dry_run: bool,
     report: &mut SweepReport,
 ) -> Result<(), SweepError> {
-    let before = chrono::Utc::now() - STUCK_DELETE_AGE;
+    let age = chrono::Duration::from_std(state.settings.sweep_delete_age)
+        .unwrap_or(chrono::Duration::MAX);
+    let before = chrono::Utc::now() - age;
     let mut seen_last = 0;
     loop {
         let rows = state.db.stuck_deletions(before, BATCH).await?;
@@ -84,8 +82,9 @@ async fn remove_orphans(
     dry_run: bool,
     report: &mut SweepReport,
 ) -> Result<(), SweepError> {
-    let cutoff =
-        now_unix().saturating_sub(state.settings.confirm_grace.as_secs() + SAFETY_MARGIN.as_secs());
+    // The extra margin lets a confirm that was in flight at its deadline win the race.
+    let wait = state.settings.confirm_grace + state.settings.sweep_margin;
+    let cutoff = now_unix().saturating_sub(wait.as_secs());
     let mut continuation: Option<String> = None;
     loop {
         let page = state.store.list(continuation.as_deref()).await?;

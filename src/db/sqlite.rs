@@ -153,7 +153,7 @@ impl Metadata for SqliteMetadata {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM b2_files WHERE deleting_at IS NOT NULL AND deleting_at < ? ORDER BY id LIMIT ?"
         ))
-        .bind(before.format("%Y-%m-%dT%H:%M:%.3fZ").to_string())
+        .bind(before.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?)

@@ -1,0 +1,13 @@
+//! Integration tests: the real server on port 0, real bytes through real presigned URLs,
+//! against both metadata backends (SQLite, and Postgres when `FERRY_TEST_POSTGRES_URL` is set,
+//! as the README's test command does).
+
+mod helpers;
+
+mod bad_input;
+mod embedded_store;
+mod files;
+mod guide;
+mod integrity;
+mod presigned;
+mod s3_compat;
