@@ -26,7 +26,12 @@ async fn spawn_against_moto(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     )
     .unwrap();
     let create = bucket.create_bucket(&creds).sign(Duration::from_secs(60));
-    let created = reqwest::Client::new().put(create).body(Vec::new()).send().await.unwrap();
+    let created = reqwest::Client::new()
+        .put(create)
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
     assert!(
         created.status().is_success(),
         "moto created the bucket: {}",
