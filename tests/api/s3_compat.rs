@@ -28,7 +28,7 @@ async fn spawn_against_moto(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     let create = bucket.create_bucket(&creds).sign(Duration::from_secs(60));
     let created = reqwest::Client::new()
         .put(create)
-        .body(Vec::new())
+        .header("content-length", "0")
         .send()
         .await
         .unwrap();
