@@ -28,6 +28,36 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Mint an HS256 token with FERRY_JWT_SECRET (for the CLI, the page and tests without an
+    /// identity provider).
+    Token {
+        /// The user id (the token's `sub`).
+        #[arg(long)]
+        user: String,
+        /// How long the token lives: `3600`, `30m`, `1h`, `7d`.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+    },
+}
+
+/// `90`, `90s`, `30m`, `1h`, `7d`.
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 3600, 30m, 1h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// Installs the log subscriber. Signing and HTTP internals are capped at `info`, whatever
@@ -59,6 +89,24 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!("migrations applied: {db}");
+            Ok(())
+        }
+        Command::Token { user, ttl } => {
+            let jwt = cfg
+                .jwt
+                .as_ref()
+                .and_then(|j| j.secret.as_ref().map(|s| (j, s)));
+            let Some((settings, secret)) = jwt else {
+                return Err("ferry token needs FERRY_JWT_SECRET (at least 32 characters)".into());
+            };
+            let token = crate::auth::jwt::mint_hs256(
+                secret,
+                &user,
+                ttl,
+                settings.issuer.as_deref(),
+                settings.audience.as_deref(),
+            );
+            println!("{token}");
             Ok(())
         }
         Command::Sweep { dry_run } => {

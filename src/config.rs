@@ -115,6 +115,8 @@ pub struct Config {
     pub sweep_delete_age: Duration,
     /// Cleanup waits this long past an upload's confirm deadline before removing it.
     pub sweep_margin: Duration,
+    /// JWT verification; `None` means dev mode.
+    pub jwt: Option<crate::auth::JwtSettings>,
     /// Allow dev-mode identity (X-User-Id) on a non-loopback address.
     pub insecure_dev_auth: bool,
     /// Most database connections held at once.
@@ -170,6 +172,7 @@ impl Config {
             sweep_interval: Duration::from_secs(parse_or(&get, "FERRY_SWEEP_INTERVAL", 300u64)?),
             sweep_delete_age: Duration::from_secs(parse_or(&get, "FERRY_SWEEP_DELETE_AGE", 60u64)?),
             sweep_margin: Duration::from_secs(parse_or(&get, "FERRY_SWEEP_MARGIN", 300u64)?),
+            jwt: jwt_settings(&get)?,
             insecure_dev_auth: parse_bool(&get, "FERRY_INSECURE_DEV_AUTH")?,
             db_pool_size: parse_or(&get, "FERRY_DB_POOL_SIZE", 16u32)?,
             db_timeout: Duration::from_secs(parse_or(&get, "FERRY_DB_TIMEOUT", 3u64)?),
@@ -225,6 +228,32 @@ fn parse_bool(
             reason: format!("expected true or false, got {other:?}"),
         }),
     }
+}
+
+fn jwt_settings(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<crate::auth::JwtSettings>, ConfigError> {
+    let secret = get("FERRY_JWT_SECRET").map(Secret::new);
+    let jwks_url = get("FERRY_JWKS_URL")
+        .map(|u| parse_url("FERRY_JWKS_URL", &u))
+        .transpose()?;
+    if secret.is_none() && jwks_url.is_none() {
+        return Ok(None);
+    }
+    if secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
+        return Err(ConfigError::Invalid {
+            var: "FERRY_JWT_SECRET",
+            reason: "use at least 32 characters (256 bits) for an HMAC secret".into(),
+        });
+    }
+    Ok(Some(crate::auth::JwtSettings {
+        secret,
+        jwks_url,
+        issuer: get("FERRY_JWT_ISSUER"),
+        audience: get("FERRY_JWT_AUDIENCE"),
+        leeway: Duration::from_secs(parse_or(get, "FERRY_JWT_LEEWAY", 60u64)?),
+        jwks_min_refresh: Duration::from_secs(parse_or(get, "FERRY_JWKS_MIN_REFRESH", 10u64)?),
+    }))
 }
 
 fn database_config(url: &str) -> Result<DatabaseConfig, ConfigError> {

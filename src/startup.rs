@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::app::{AppState, Settings};
-use crate::auth::AuthMode;
+use crate::auth::{AuthMode, JwtVerifier};
 use crate::config::{Config, ConfigError, S3Config, Secret, StoreConfig, socket_text};
 use crate::db::{DbError, PoolOptions};
 use crate::storage::{S3Store, StoreError};
@@ -82,13 +82,27 @@ impl Application {
         store_listener: Option<TcpListener>,
     ) -> Result<Self, StartupError> {
         let api_addr = local_addr(&api_listener)?;
-        if !api_addr.ip().is_loopback() && !cfg.insecure_dev_auth {
-            return Err(StartupError::InsecureDevMode(api_addr.to_string()));
-        }
-        tracing::warn!(
-            "DEV MODE: no identity provider configured; the caller is the X-User-Id header or {}",
-            crate::auth::DEV_USER
-        );
+        let auth = match &cfg.jwt {
+            Some(settings) => {
+                tracing::info!(
+                    hmac = settings.secret.is_some(),
+                    jwks = settings.jwks_url.as_ref().map(Url::as_str),
+                    "authentication: JWT"
+                );
+                AuthMode::Jwt(JwtVerifier::new(settings.clone()))
+            }
+            None => {
+                if !api_addr.ip().is_loopback() && !cfg.insecure_dev_auth {
+                    return Err(StartupError::InsecureDevMode(api_addr.to_string()));
+                }
+                tracing::warn!(
+                    "DEV MODE: no identity provider configured; the caller is the X-User-Id header or {}. \
+                     Set FERRY_JWT_SECRET or FERRY_JWKS_URL for real authentication.",
+                    crate::auth::DEV_USER
+                );
+                AuthMode::Dev
+            }
+        };
         ensure_dir(&cfg.data_dir)?;
         let own_origin = format!("http://{api_addr}");
         let mut origins = cfg.cors_origins.clone();
@@ -161,7 +175,7 @@ impl Application {
                 sweep_delete_age: cfg.sweep_delete_age,
                 sweep_margin: cfg.sweep_margin,
             }),
-            auth: AuthMode::Dev,
+            auth,
         };
         Ok(Self {
             api: api::router(state.clone(), &origins),

@@ -43,6 +43,15 @@ pub enum ApiError {
     /// 400 `invalid-query`.
     #[error("{0}")]
     InvalidQuery(String),
+    /// 401 `missing-token`: no `Authorization: Bearer` header.
+    #[error("this endpoint needs Authorization: Bearer <token>")]
+    MissingToken,
+    /// 401 `invalid-token` (or `token-expired`): the token was refused; never echoed or logged.
+    #[error("{0}")]
+    InvalidToken(crate::auth::TokenError),
+    /// 503 `auth-unavailable`: the identity provider's keys cannot be fetched.
+    #[error("the identity provider cannot be reached, try again shortly")]
+    AuthUnavailable,
     /// 403 `upload-not-issued`: the key was never issued to this user.
     #[error("this object key was not issued to you")]
     UploadNotIssued,
@@ -93,13 +102,16 @@ impl ApiError {
             | InvalidQuery(_) => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            MissingToken | InvalidToken(_) => StatusCode::UNAUTHORIZED,
             UploadNotIssued => StatusCode::FORBIDDEN,
             UploadExpired => StatusCode::GONE,
             UploadNotFound => StatusCode::CONFLICT,
             ObjectTooLarge { .. } | ObjectTypeNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             FileNotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            DatabaseUnavailable(_) | StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            DatabaseUnavailable(_) | StoreUnavailable(_) | AuthUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -119,6 +131,10 @@ impl ApiError {
             FileTooLarge { .. } => "file-too-large",
             InvalidUserId => "invalid-user-id",
             InvalidQuery(_) => "invalid-query",
+            MissingToken => "missing-token",
+            InvalidToken(crate::auth::TokenError::Expired) => "token-expired",
+            InvalidToken(_) => "invalid-token",
+            AuthUnavailable => "auth-unavailable",
             UploadNotIssued => "upload-not-issued",
             UploadExpired => "upload-expired",
             UploadNotFound => "upload-not-found",
@@ -180,6 +196,20 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(code = self.code(), "client error"),
         }
         let body = json!({ "success": false, "error": self.to_string(), "code": self.code() });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        // RFC 6750: say how to authenticate, and why a token was refused.
+        let challenge = match &self {
+            Self::MissingToken => Some("Bearer realm=\"ferry\"".to_owned()),
+            Self::InvalidToken(e) => Some(format!(
+                "Bearer realm=\"ferry\", error=\"invalid_token\", error_description=\"{e}\""
+            )),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| c.parse().ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, value);
+        }
+        response
     }
 }
