@@ -6,11 +6,7 @@ use crate::config::Config;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "ferry",
-    version,
-    about = "Direct-to-bucket file uploads with verified metadata"
-)]
+#[command(name = "ferry", version, about = "Direct-to-bucket file uploads with verified metadata")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -43,13 +39,8 @@ pub enum Command {
 /// `90`, `90s`, `30m`, `1h`, `7d`.
 fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
-    let (digits, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 3600, 30m, 1h or 7d"))?;
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like 3600, 30m, 1h or 7d"))?;
     let seconds = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -64,14 +55,10 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
 /// `RUST_LOG` says, because their debug output includes presigned URLs.
 pub fn init_tracing() {
     let base = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{base},s3s=warn,hyper=info,hyper_util=info,reqwest=info"
-    ))
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("{base},s3s=warn,hyper=info,hyper_util=info,reqwest=info"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 
 /// Runs the command; the returned text is printed by `main` on error.
@@ -80,22 +67,15 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::bind(cfg).await.map_err(|e| e.to_string())?;
-            app.run_until_stopped(shutdown_signal())
-                .await
-                .map_err(|e| e.to_string())
+            app.run_until_stopped(shutdown_signal()).await.map_err(|e| e.to_string())
         }
         Command::Migrate => {
-            let db = crate::db::migrate(&cfg.database, &cfg.data_dir)
-                .await
-                .map_err(|e| e.to_string())?;
+            let db = crate::db::migrate(&cfg.database, &cfg.data_dir).await.map_err(|e| e.to_string())?;
             println!("migrations applied: {db}");
             Ok(())
         }
         Command::Token { user, ttl } => {
-            let jwt = cfg
-                .jwt
-                .as_ref()
-                .and_then(|j| j.secret.as_ref().map(|s| (j, s)));
+            let jwt = cfg.jwt.as_ref().and_then(|j| j.secret.as_ref().map(|s| (j, s)));
             let Some((settings, secret)) = jwt else {
                 return Err("ferry token needs FERRY_JWT_SECRET (at least 32 characters)".into());
             };
@@ -110,12 +90,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Sweep { dry_run } => {
-            let app = crate::startup::Application::for_tasks(cfg)
-                .await
-                .map_err(|e| e.to_string())?;
-            let report = crate::sweep::sweep_once(app.state(), dry_run)
-                .await
-                .map_err(|e| crate::api::error_chain(&e))?;
+            let app = crate::startup::Application::for_tasks(cfg).await.map_err(|e| e.to_string())?;
+            let report =
+                crate::sweep::sweep_once(app.state(), dry_run).await.map_err(|e| crate::api::error_chain(&e))?;
             let verb = if dry_run { "would remove" } else { "removed" };
             for key in &report.orphans {
                 println!("{verb} orphan {key}");

@@ -33,15 +33,11 @@ impl fmt::Debug for Secret {
 /// Why the configuration cannot be used. Start-up errors name the variable at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "incomplete bucket configuration: set {missing} (or unset {present} to use the embedded store)"
-    )]
+    #[error("incomplete bucket configuration: set {missing} (or unset {present} to use the embedded store)")]
     PartialBucket { missing: String, present: String },
     #[error("{var} is not valid: {reason}")]
     Invalid { var: &'static str, reason: String },
-    #[error(
-        "DATABASE_URL has an unsupported scheme {scheme:?}: use postgres://, postgresql:// or sqlite://"
-    )]
+    #[error("DATABASE_URL has an unsupported scheme {scheme:?}: use postgres://, postgresql:// or sqlite://")]
     DatabaseScheme { scheme: String },
 }
 
@@ -83,7 +79,11 @@ pub struct EmbeddedStoreConfig {
 pub enum DatabaseConfig {
     /// SQLite file; `None` means `$FERRY_DATA_DIR/ferry.db`.
     Sqlite(Option<String>),
-    Postgres(Secret),
+    Postgres {
+        url: Secret,
+        /// The owning role's URL for migrations and cleanup (`DATABASE_MIGRATION_URL`).
+        migration_url: Option<Secret>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +123,8 @@ pub struct Config {
     pub db_pool_size: u32,
     /// Longest wait for a database connection before answering 503.
     pub db_timeout: Duration,
+    /// Longest a database statement may run.
+    pub db_statement_timeout: Duration,
 }
 
 /// The single-PUT limit of S3 and B2: 5 GiB.
@@ -138,18 +140,14 @@ impl Config {
 
     /// Reads the configuration through `get`, which returns a variable's value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let host = parse_or(&get, "FERRY_HOST", "127.0.0.1".parse().expect("literal"))?;
         let port = parse_or(&get, "PORT", 3000u16)?;
         let data_dir = PathBuf::from(get("FERRY_DATA_DIR").unwrap_or_else(|| "./data".into()));
         let store = store_config(&get, host)?;
         let database = match get("DATABASE_URL") {
             None => DatabaseConfig::Sqlite(None),
-            Some(url) => database_config(&url)?,
+            Some(url) => database_config(&url, get("DATABASE_MIGRATION_URL"))?,
         };
         Ok(Self {
             host,
@@ -159,11 +157,7 @@ impl Config {
             database,
             upload_url_ttl: Duration::from_secs(parse_or(&get, "FERRY_UPLOAD_URL_TTL", 300u64)?),
             confirm_grace: Duration::from_secs(parse_or(&get, "FERRY_CONFIRM_GRACE", 3600u64)?),
-            download_url_ttl: Duration::from_secs(parse_or(
-                &get,
-                "FERRY_DOWNLOAD_URL_TTL",
-                300u64,
-            )?),
+            download_url_ttl: Duration::from_secs(parse_or(&get, "FERRY_DOWNLOAD_URL_TTL", 300u64)?),
             public_bucket: parse_bool(&get, "FERRY_PUBLIC_BUCKET")?,
             upload_secret: get("FERRY_UPLOAD_SECRET").map(Secret::new),
             max_file_size: parse_or(&get, "FERRY_MAX_FILE_SIZE", DEFAULT_MAX_FILE_SIZE)?,
@@ -176,6 +170,7 @@ impl Config {
             insecure_dev_auth: parse_bool(&get, "FERRY_INSECURE_DEV_AUTH")?,
             db_pool_size: parse_or(&get, "FERRY_DB_POOL_SIZE", 16u32)?,
             db_timeout: Duration::from_secs(parse_or(&get, "FERRY_DB_TIMEOUT", 3u64)?),
+            db_statement_timeout: Duration::from_secs(parse_or(&get, "FERRY_DB_STATEMENT_TIMEOUT", 5u64)?),
         })
     }
 }
@@ -189,14 +184,7 @@ pub fn socket_text(host: IpAddr, port: u16) -> String {
 }
 
 fn list(value: Option<String>) -> Vec<String> {
-    value
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
+    value.map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
 }
 
 fn parse_or<T: std::str::FromStr>(
@@ -209,34 +197,21 @@ where
 {
     match get(var) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
-            var,
-            reason: e.to_string(),
-        }),
+        Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid { var, reason: e.to_string() }),
     }
 }
 
-fn parse_bool(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-) -> Result<bool, ConfigError> {
+fn parse_bool(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<bool, ConfigError> {
     match get(var).as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("0" | "false" | "no" | "off") => Ok(false),
         Some("1" | "true" | "yes" | "on") => Ok(true),
-        Some(other) => Err(ConfigError::Invalid {
-            var,
-            reason: format!("expected true or false, got {other:?}"),
-        }),
+        Some(other) => Err(ConfigError::Invalid { var, reason: format!("expected true or false, got {other:?}") }),
     }
 }
 
-fn jwt_settings(
-    get: &impl Fn(&str) -> Option<String>,
-) -> Result<Option<crate::auth::JwtSettings>, ConfigError> {
+fn jwt_settings(get: &impl Fn(&str) -> Option<String>) -> Result<Option<crate::auth::JwtSettings>, ConfigError> {
     let secret = get("FERRY_JWT_SECRET").map(Secret::new);
-    let jwks_url = get("FERRY_JWKS_URL")
-        .map(|u| parse_url("FERRY_JWKS_URL", &u))
-        .transpose()?;
+    let jwks_url = get("FERRY_JWKS_URL").map(|u| parse_url("FERRY_JWKS_URL", &u)).transpose()?;
     if secret.is_none() && jwks_url.is_none() {
         return Ok(None);
     }
@@ -256,14 +231,14 @@ fn jwt_settings(
     }))
 }
 
-fn database_config(url: &str) -> Result<DatabaseConfig, ConfigError> {
+fn database_config(url: &str, migration_url: Option<String>) -> Result<DatabaseConfig, ConfigError> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
     match scheme {
-        "postgres" | "postgresql" => Ok(DatabaseConfig::Postgres(Secret::new(url))),
+        "postgres" | "postgresql" => {
+            Ok(DatabaseConfig::Postgres { url: Secret::new(url), migration_url: migration_url.map(Secret::new) })
+        }
         "sqlite" => Ok(DatabaseConfig::Sqlite(Some(url.to_owned()))),
-        other => Err(ConfigError::DatabaseScheme {
-            scheme: other.to_owned(),
-        }),
+        other => Err(ConfigError::DatabaseScheme { scheme: other.to_owned() }),
     }
 }
 
@@ -275,21 +250,13 @@ const BUCKET_VARS: [(&str, &str); 4] = [
     ("B2_ENDPOINT_URL", "S3_ENDPOINT"),
 ];
 
-fn store_config(
-    get: &impl Fn(&str) -> Option<String>,
-    host: IpAddr,
-) -> Result<StoreConfig, ConfigError> {
-    let values: Vec<Option<String>> = BUCKET_VARS
-        .iter()
-        .map(|(b2, s3)| get(b2).or_else(|| get(s3)))
-        .collect();
+fn store_config(get: &impl Fn(&str) -> Option<String>, host: IpAddr) -> Result<StoreConfig, ConfigError> {
+    let values: Vec<Option<String>> = BUCKET_VARS.iter().map(|(b2, s3)| get(b2).or_else(|| get(s3))).collect();
     if values.iter().all(Option::is_none) {
         return Ok(StoreConfig::Embedded(EmbeddedStoreConfig {
             host,
             port: parse_or(get, "FERRY_STORE_PORT", 9000u16)?,
-            public_url: get("FERRY_STORE_PUBLIC_URL")
-                .map(|u| parse_url("FERRY_STORE_PUBLIC_URL", &u))
-                .transpose()?,
+            public_url: get("FERRY_STORE_PUBLIC_URL").map(|u| parse_url("FERRY_STORE_PUBLIC_URL", &u)).transpose()?,
             bucket: get("FERRY_STORE_BUCKET").unwrap_or_else(|| "ferry".into()),
             access_key_id: get("FERRY_STORE_ACCESS_KEY_ID").unwrap_or_else(|| "ferry".into()),
             secret_access_key: get("FERRY_STORE_SECRET_ACCESS_KEY").map(Secret::new),
@@ -305,14 +272,10 @@ fn store_config(
             .join(", ")
     };
     if values.iter().any(Option::is_none) {
-        return Err(ConfigError::PartialBucket {
-            missing: names(&|v| v.is_none()),
-            present: names(&|v| v.is_some()),
-        });
+        return Err(ConfigError::PartialBucket { missing: names(&|v| v.is_none()), present: names(&|v| v.is_some()) });
     }
-    let [key_id, secret, bucket, endpoint] = <[Option<String>; 4]>::try_from(values)
-        .expect("four bucket variables")
-        .map(Option::unwrap_or_default);
+    let [key_id, secret, bucket, endpoint] =
+        <[Option<String>; 4]>::try_from(values).expect("four bucket variables").map(Option::unwrap_or_default);
     let endpoint = parse_url("B2_ENDPOINT_URL", &endpoint)?;
     let public_endpoint = match get("S3_PUBLIC_ENDPOINT") {
         Some(u) => parse_url("S3_PUBLIC_ENDPOINT", &u)?,
@@ -331,20 +294,10 @@ fn store_config(
 
 fn parse_url(var: &'static str, value: &str) -> Result<Url, ConfigError> {
     // The guide's own example leaves the scheme off (`s3.us-west-000.backblazeb2.com`).
-    let with_scheme = if value.contains("://") {
-        value.to_owned()
-    } else {
-        format!("https://{value}")
-    };
-    let url = Url::parse(&with_scheme).map_err(|e| ConfigError::Invalid {
-        var,
-        reason: e.to_string(),
-    })?;
+    let with_scheme = if value.contains("://") { value.to_owned() } else { format!("https://{value}") };
+    let url = Url::parse(&with_scheme).map_err(|e| ConfigError::Invalid { var, reason: e.to_string() })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ConfigError::Invalid {
-            var,
-            reason: "expected an http:// or https:// URL with a host".into(),
-        });
+        return Err(ConfigError::Invalid { var, reason: "expected an http:// or https:// URL with a host".into() });
     }
     Ok(url)
 }
@@ -365,10 +318,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -387,43 +337,28 @@ mod tests {
             ("B2_APPLICATION_KEY", "shh"),
             ("B2_BUCKET_NAME", "my-bucket"),
             ("B2_ENDPOINT_URL", "https://s3.us-west-004.backblazeb2.com"),
-            (
-                "DATABASE_URL",
-                "postgresql://u:p@ep-x-pooler.neon.tech/db?sslmode=require",
-            ),
+            ("DATABASE_URL", "postgresql://u:p@ep-x-pooler.neon.tech/db?sslmode=require"),
         ])
         .unwrap();
-        let StoreConfig::External(s3) = cfg.store else {
-            panic!("expected external store")
-        };
+        let StoreConfig::External(s3) = cfg.store else { panic!("expected external store") };
         assert_eq!(s3.region, "us-west-004");
         assert_eq!(s3.bucket, "my-bucket");
-        assert!(matches!(cfg.database, DatabaseConfig::Postgres(_)));
+        assert!(matches!(cfg.database, DatabaseConfig::Postgres { .. }));
     }
 
     #[test]
     fn a_partial_bucket_configuration_names_what_is_missing() {
-        let err = config(&[
-            ("B2_BUCKET_NAME", "b"),
-            ("S3_ENDPOINT", "http://127.0.0.1:1"),
-        ])
-        .unwrap_err();
+        let err = config(&[("B2_BUCKET_NAME", "b"), ("S3_ENDPOINT", "http://127.0.0.1:1")]).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("B2_APPLICATION_KEY_ID"), "{text}");
-        assert!(
-            text.contains("B2_APPLICATION_KEY (or S3_SECRET_ACCESS_KEY)"),
-            "{text}"
-        );
+        assert!(text.contains("B2_APPLICATION_KEY (or S3_SECRET_ACCESS_KEY)"), "{text}");
         assert!(!text.contains("missing B2_BUCKET_NAME"), "{text}");
     }
 
     #[test]
     fn an_unknown_database_scheme_is_refused_with_the_accepted_ones() {
         let err = config(&[("DATABASE_URL", "postgress://x")]).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("postgres://, postgresql:// or sqlite://")
-        );
+        assert!(err.to_string().contains("postgres://, postgresql:// or sqlite://"));
     }
 
     #[test]

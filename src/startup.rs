@@ -27,19 +27,13 @@ pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, source: std::io::Error },
     #[error("cannot open the database: {0}")]
     Database(#[from] DbError),
     #[error("cannot set up the object store: {0}")]
     Store(#[from] StoreError),
     #[error("cannot prepare the data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error(
         "refusing to run without authentication on {0}: dev mode trusts X-User-Id, so it only listens on loopback \
          (set FERRY_HOST=127.0.0.1, or FERRY_INSECURE_DEV_AUTH=1 if you really mean it)"
@@ -58,9 +52,7 @@ pub struct Application {
 
 /// Binds the configured address, with a clear error.
 pub async fn bind(addr: String) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(&addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })
+    TcpListener::bind(&addr).await.map_err(|source| StartupError::Bind { addr, source })
 }
 
 impl Application {
@@ -123,8 +115,7 @@ impl Application {
                     Some(s) => s.clone(),
                     None => load_or_create_secret(&cfg.data_dir)?,
                 };
-                let endpoint =
-                    Url::parse(&format!("http://{store_addr}")).expect("socket address URL");
+                let endpoint = Url::parse(&format!("http://{store_addr}")).expect("socket address URL");
                 let root = cfg.data_dir.join("objects");
                 let router = embedded::router(&embedded::StoreOptions {
                     root: &root,
@@ -134,10 +125,7 @@ impl Application {
                     public_read: cfg.public_bucket,
                     cors_origins: origins.clone(),
                 })
-                .map_err(|source| StartupError::DataDir {
-                    path: root.display().to_string(),
-                    source,
-                })?;
+                .map_err(|source| StartupError::DataDir { path: root.display().to_string(), source })?;
                 tracing::info!(endpoint = %endpoint, bucket = %e.bucket, dir = %root.display(), "object store: embedded");
                 let s3 = S3Config {
                     public_endpoint: e.public_url.clone().unwrap_or_else(|| endpoint.clone()),
@@ -158,6 +146,7 @@ impl Application {
         let pool = PoolOptions {
             max_connections: cfg.db_pool_size,
             acquire_timeout: cfg.db_timeout,
+            statement_timeout: cfg.db_statement_timeout,
         };
         let db = crate::db::connect(&cfg.database, &cfg.data_dir, &pool).await?;
         tracing::info!(database = %db.describe(), "metadata database ready");
@@ -212,9 +201,7 @@ impl Application {
     }
 
     pub fn store_addr(&self) -> Option<SocketAddr> {
-        self.store
-            .as_ref()
-            .map(|(l, _)| l.local_addr().expect("bound listener"))
+        self.store.as_ref().map(|(l, _)| l.local_addr().expect("bound listener"))
     }
 
     pub fn state(&self) -> &AppState {
@@ -222,26 +209,16 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let stop = CancellationToken::new();
         let store_task = self.store.map(|(listener, router)| {
             let stop = stop.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            })
+            tokio::spawn(
+                async move { axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await },
+            )
         });
-        let sweeper = (!self.sweep_interval.is_zero()).then(|| {
-            tokio::spawn(sweep::run_periodically(
-                self.state.clone(),
-                self.sweep_interval,
-                stop.clone(),
-            ))
-        });
+        let sweeper = (!self.sweep_interval.is_zero())
+            .then(|| tokio::spawn(sweep::run_periodically(self.state.clone(), self.sweep_interval, stop.clone())));
         tracing::info!(addr = %self.api_listener.local_addr()?, "Ferry API listening");
         let api_stop = stop.clone();
         let result = axum::serve(self.api_listener, self.api)
@@ -264,26 +241,17 @@ impl Application {
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StartupError> {
-    listener.local_addr().map_err(|source| StartupError::Bind {
-        addr: "listener".into(),
-        source,
-    })
+    listener.local_addr().map_err(|source| StartupError::Bind { addr: "listener".into(), source })
 }
 
 fn ensure_dir(path: &Path) -> Result<(), StartupError> {
-    std::fs::create_dir_all(path).map_err(|source| StartupError::DataDir {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::create_dir_all(path).map_err(|source| StartupError::DataDir { path: path.display().to_string(), source })
 }
 
 /// The embedded store's secret, made once and kept (owner-only) in the data directory.
 fn load_or_create_secret(data_dir: &Path) -> Result<Secret, StartupError> {
     let path = data_dir.join(".ferry-secret");
-    let err = |source| StartupError::DataDir {
-        path: path.display().to_string(),
-        source,
-    };
+    let err = |source| StartupError::DataDir { path: path.display().to_string(), source };
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => return Ok(Secret::new(text.trim())),
         Ok(_) => {}

@@ -35,9 +35,7 @@ pub enum SweepError {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// One full pass. With `dry_run`, reports what it would do and changes nothing.
@@ -48,13 +46,8 @@ pub async fn sweep_once(state: &AppState, dry_run: bool) -> Result<SweepReport, 
     Ok(report)
 }
 
-async fn finish_deletes(
-    state: &AppState,
-    dry_run: bool,
-    report: &mut SweepReport,
-) -> Result<(), SweepError> {
-    let age = chrono::Duration::from_std(state.settings.sweep_delete_age)
-        .unwrap_or(chrono::Duration::MAX);
+async fn finish_deletes(state: &AppState, dry_run: bool, report: &mut SweepReport) -> Result<(), SweepError> {
+    let age = chrono::Duration::from_std(state.settings.sweep_delete_age).unwrap_or(chrono::Duration::MAX);
     let before = chrono::Utc::now() - age;
     let mut seen_last = 0;
     loop {
@@ -67,7 +60,7 @@ async fn finish_deletes(
         for row in rows {
             if !dry_run {
                 state.store.delete(&row.object_key).await?;
-                state.db.remove(row.id).await?;
+                state.db.purge(row.id).await?;
             }
             report.finished_deletes.push(row.object_key);
         }
@@ -77,11 +70,7 @@ async fn finish_deletes(
     }
 }
 
-async fn remove_orphans(
-    state: &AppState,
-    dry_run: bool,
-    report: &mut SweepReport,
-) -> Result<(), SweepError> {
+async fn remove_orphans(state: &AppState, dry_run: bool, report: &mut SweepReport) -> Result<(), SweepError> {
     // The extra margin lets a confirm that was in flight at its deadline win the race.
     let wait = state.settings.confirm_grace + state.settings.sweep_margin;
     let cutoff = now_unix().saturating_sub(wait.as_secs());
@@ -92,9 +81,7 @@ async fn remove_orphans(
         let expired: Vec<String> = page
             .objects
             .into_iter()
-            .filter(|o| {
-                TicketSigner::parse(&o.key).is_ok_and(|(_, t)| u64::from(t.expires_at) < cutoff)
-            })
+            .filter(|o| TicketSigner::parse(&o.key).is_ok_and(|(_, t)| u64::from(t.expires_at) < cutoff))
             .map(|o| o.key)
             .collect();
         if !expired.is_empty() {

@@ -14,10 +14,7 @@ const FILE_MIB: usize = 512;
 
 fn resident_mib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS line");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib / 1024
 }
@@ -37,10 +34,7 @@ async fn a_large_upload_is_streamed_without_growing_memory() {
     let app = Application::build(cfg, api, Some(store)).await.unwrap();
     let addr = app.api_addr();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
 
     let size = (FILE_MIB * CHUNK) as u64;
     let presigned: serde_json::Value = http
@@ -80,8 +74,5 @@ async fn a_large_upload_is_streamed_without_growing_memory() {
         .unwrap();
     assert_eq!(confirmed["file"]["size"], size);
     let growth = after.saturating_sub(before);
-    assert!(
-        growth < 64,
-        "a {FILE_MIB} MiB upload grew resident memory by {growth} MiB"
-    );
+    assert!(growth < 64, "a {FILE_MIB} MiB upload grew resident memory by {growth} MiB");
 }

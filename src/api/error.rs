@@ -109,9 +109,7 @@ impl ApiError {
             ObjectTooLarge { .. } | ObjectTypeNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             FileNotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            DatabaseUnavailable(_) | StoreUnavailable(_) | AuthUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            DatabaseUnavailable(_) | StoreUnavailable(_) | AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -200,15 +198,13 @@ impl IntoResponse for ApiError {
         // RFC 6750: say how to authenticate, and why a token was refused.
         let challenge = match &self {
             Self::MissingToken => Some("Bearer realm=\"ferry\"".to_owned()),
-            Self::InvalidToken(e) => Some(format!(
-                "Bearer realm=\"ferry\", error=\"invalid_token\", error_description=\"{e}\""
-            )),
+            Self::InvalidToken(e) => {
+                Some(format!("Bearer realm=\"ferry\", error=\"invalid_token\", error_description=\"{e}\""))
+            }
             _ => None,
         };
         if let Some(value) = challenge.and_then(|c| c.parse().ok()) {
-            response
-                .headers_mut()
-                .insert(axum::http::header::WWW_AUTHENTICATE, value);
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, value);
         }
         response
     }

@@ -65,9 +65,7 @@ fn parse_list_query(q: ListQuery) -> Result<(u32, Option<i64>), ApiError> {
         Some(text) => match text.parse::<u32>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
             _ => {
-                return Err(ApiError::InvalidQuery(format!(
-                    "limit must be a whole number from 1 to {MAX_PAGE}"
-                )));
+                return Err(ApiError::InvalidQuery(format!("limit must be a whole number from 1 to {MAX_PAGE}")));
             }
         },
     };
@@ -76,9 +74,7 @@ fn parse_list_query(q: ListQuery) -> Result<(u32, Option<i64>), ApiError> {
         Some(text) => match text.parse::<i64>() {
             Ok(n) if n > 0 => Some(n),
             _ => {
-                return Err(ApiError::InvalidQuery(
-                    "cursor is not one this API returned".into(),
-                ));
+                return Err(ApiError::InvalidQuery("cursor is not one this API returned".into()));
             }
         },
     };
@@ -87,10 +83,7 @@ fn parse_list_query(q: ListQuery) -> Result<(u32, Option<i64>), ApiError> {
 
 /// Ids in paths are numbers; anything else names no file.
 fn parse_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or(ApiError::FileNotFound)
+    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or(ApiError::FileNotFound)
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -101,43 +94,26 @@ async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let (limit, before) = parse_list_query(query)?;
-    let rows = state.db.list(&caller.user_id, limit, before).await?;
-    let next_cursor = (rows.len() == limit as usize)
-        .then(|| rows.last().map(|r| r.id.to_string()))
-        .flatten();
+    let rows = state.db.list(&caller, limit, before).await?;
+    let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id.to_string())).flatten();
     let files: Vec<FileView> = rows.into_iter().map(FileView::from).collect();
-    Ok(Json(
-        json!({ "success": true, "files": files, "nextCursor": next_cursor }),
-    ))
+    Ok(Json(json!({ "success": true, "files": files, "nextCursor": next_cursor })))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
-async fn download(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn download(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let record = state
-        .db
-        .get(&caller.user_id, id)
-        .await?
-        .ok_or(ApiError::FileNotFound)?;
+    let record = state.db.get(&caller, id).await?.ok_or(ApiError::FileNotFound)?;
     let location = if state.settings.public_bucket {
         state.store.public_url(&record.object_key)
     } else {
         let name = record.file_name.as_deref();
-        state
-            .store
-            .presign_get(&record.object_key, name, state.settings.download_url_ttl)
+        state.store.presign_get(&record.object_key, name, state.settings.download_url_ttl)
     };
     // The signed URL goes to the client only, never to a log line.
     Ok((
         axum::http::StatusCode::FOUND,
-        [
-            (header::LOCATION, location.to_string()),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
+        [(header::LOCATION, location.to_string()), (header::CACHE_CONTROL, "no-store".to_owned())],
     )
         .into_response())
 }
@@ -151,13 +127,9 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
-    let record = state
-        .db
-        .mark_deleting(&caller.user_id, id)
-        .await?
-        .ok_or(ApiError::FileNotFound)?;
+    let record = state.db.mark_deleting(&caller, id).await?.ok_or(ApiError::FileNotFound)?;
     state.store.delete(&record.object_key).await?;
-    state.db.remove(record.id).await?;
+    state.db.remove(&caller, record.id).await?;
     tracing::info!(file_id = record.id, "file deleted");
     Ok(Json(json!({ "success": true })))
 }

@@ -16,9 +16,7 @@ use crate::app::AppState;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
 
 /// The process is up and serving.
@@ -46,10 +44,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = verdict("database", db.map(|r| r.map_err(|e| error_chain(&e))));
     let store = verdict("store", store.map(|r| r.map_err(|e| error_chain(&e))));
     if database == "ok" && store == "ok" {
-        (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "database": database, "store": store })),
-        )
+        (StatusCode::OK, Json(json!({ "status": "ready", "database": database, "store": store })))
     } else {
         let body = json!({
             "success": false, "status": "not-ready", "code": "not-ready",

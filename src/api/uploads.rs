@@ -18,15 +18,11 @@ use crate::storage::PutRequest;
 use crate::upload::{NameError, PolicyError, TicketError, clean_file_name};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/presign-b2-upload", post(presign))
-        .route("/save-b2-metadata", post(confirm))
+    Router::new().route("/presign-b2-upload", post(presign)).route("/save-b2-metadata", post(confirm))
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[derive(Deserialize)]
@@ -65,8 +61,7 @@ async fn presign(
 ) -> Result<Json<PresignResponse>, ApiError> {
     let file_name = required(req.file_name, "fileName")?;
     let content_type = required(req.content_type, "contentType")?;
-    let name = clean_file_name(&file_name)
-        .map_err(|e: NameError| ApiError::InvalidFileName(e.to_string()))?;
+    let name = clean_file_name(&file_name).map_err(|e: NameError| ApiError::InvalidFileName(e.to_string()))?;
     state.policy.check_type(&content_type)?;
     if let Some(size) = req.size {
         state.policy.check_size(size)?;
@@ -74,12 +69,8 @@ async fn presign(
     let ttl = state.settings.upload_url_ttl;
     let expires_at = u32::try_from(now_unix() + ttl.as_secs()).unwrap_or(u32::MAX);
     let key = state.tickets.issue(&caller.user_id, &name, expires_at);
-    let url = state.store.presign_put(&PutRequest {
-        key: &key,
-        content_type: &content_type,
-        content_length: req.size,
-        ttl,
-    });
+    let url =
+        state.store.presign_put(&PutRequest { key: &key, content_type: &content_type, content_length: req.size, ttl });
     Ok(Json(PresignResponse {
         success: true,
         presigned_url: url.into(),
@@ -104,35 +95,25 @@ async fn confirm(
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = required(req.object_key, "objectKey")?;
-    let ticket = state
-        .tickets
-        .verify(&caller.user_id, &key)
-        .map_err(|e: TicketError| {
-            tracing::info!(reason = %e, "confirm refused");
-            ApiError::UploadNotIssued
-        })?;
+    let ticket = state.tickets.verify(&caller.user_id, &key).map_err(|e: TicketError| {
+        tracing::info!(reason = %e, "confirm refused");
+        ApiError::UploadNotIssued
+    })?;
     let deadline = u64::from(ticket.expires_at) + state.settings.confirm_grace.as_secs();
     if now_unix() > deadline {
         // A repeat of a confirm that succeeded in time still answers with its record.
-        return match state.db.find_by_key(&caller.user_id, &key).await? {
+        return match state.db.find_by_key(&caller, &key).await? {
             Some(record) => Ok(confirmed(record)),
             None => Err(ApiError::UploadExpired),
         };
     }
-    let object = state
-        .store
-        .head(&key)
-        .await?
-        .ok_or(ApiError::UploadNotFound)?;
+    let object = state.store.head(&key).await?.ok_or(ApiError::UploadNotFound)?;
     let limit = state.policy.max_file_size;
     if object.size > limit {
         state.store.delete(&key).await?;
         return Err(ApiError::ObjectTooLarge { limit });
     }
-    let content_type = object
-        .content_type
-        .clone()
-        .unwrap_or_else(|| "application/octet-stream".into());
+    let content_type = object.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
     if let Err(e) = state.policy.check_type(&content_type) {
         state.store.delete(&key).await?;
         tracing::info!(reason = %e, "uploaded object refused");
@@ -146,7 +127,7 @@ async fn confirm(
         etag: object.etag,
         object_key: key,
     };
-    let (record, _) = state.db.record(&caller.user_id, &new).await?;
+    let (record, _) = state.db.record(&caller, &new).await?;
     tracing::info!(file_id = record.id, size = new.size, "upload confirmed");
     Ok(confirmed(record))
 }

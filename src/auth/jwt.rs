@@ -81,28 +81,12 @@ const HMAC_ALGS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm
 
 impl JwtVerifier {
     pub fn new(settings: JwtSettings) -> Arc<Self> {
-        let hmac = settings
-            .secret
-            .as_ref()
-            .map(|s| DecodingKey::from_secret(s.expose().as_bytes()));
+        let hmac = settings.secret.as_ref().map(|s| DecodingKey::from_secret(s.expose().as_bytes()));
         let jwks = settings.jwks_url.as_ref().map(|_| {
-            RwLock::new(KeySet {
-                keys: HashMap::new(),
-                anonymous: Vec::new(),
-                fetched: None,
-                last_attempt: None,
-            })
+            RwLock::new(KeySet { keys: HashMap::new(), anonymous: Vec::new(), fetched: None, last_attempt: None })
         });
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("HTTP client for JWKS");
-        Arc::new(Self {
-            settings,
-            hmac,
-            jwks,
-            http,
-        })
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client for JWKS");
+        Arc::new(Self { settings, hmac, jwks, http })
     }
 
     /// Verifies `token` and returns its claims.
@@ -126,16 +110,12 @@ impl JwtVerifier {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        let data =
-            decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| classify(&e))?;
+        let data = decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| classify(&e))?;
         let sub = match data.claims.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => return Err(TokenError::MissingSubject),
         };
-        Ok(Claims {
-            sub,
-            all: data.claims,
-        })
+        Ok(Claims { sub, all: data.claims })
     }
 
     async fn jwks_key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, TokenError> {
@@ -163,9 +143,7 @@ impl JwtVerifier {
             }
         }
         let mut set = jwks.write().await;
-        let may_fetch = set
-            .last_attempt
-            .is_none_or(|t| t.elapsed() >= self.settings.jwks_min_refresh);
+        let may_fetch = set.last_attempt.is_none_or(|t| t.elapsed() >= self.settings.jwks_min_refresh);
         if may_fetch {
             set.last_attempt = Some(Instant::now());
             match self.fetch().await {
@@ -205,10 +183,7 @@ impl JwtVerifier {
             let Ok(key) = DecodingKey::from_jwk(jwk) else {
                 continue;
             };
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+            let alg = jwk.common.key_algorithm.and_then(|a| a.to_string().parse::<Algorithm>().ok());
             match &jwk.common.key_id {
                 Some(kid) => {
                     keys.insert(kid.clone(), (key, alg));
@@ -216,12 +191,7 @@ impl JwtVerifier {
                 None => anonymous.push((key, alg)),
             }
         }
-        Ok(KeySet {
-            keys,
-            anonymous,
-            fetched: None,
-            last_attempt: None,
-        })
+        Ok(KeySet { keys, anonymous, fetched: None, last_attempt: None })
     }
 }
 
@@ -239,16 +209,8 @@ fn classify(e: &jsonwebtoken::errors::Error) -> TokenError {
 }
 
 /// Mints an HS256 token for `user` (for `ferry token`, the CLI and the page without a provider).
-pub fn mint_hs256(
-    secret: &Secret,
-    user: &str,
-    ttl: Duration,
-    issuer: Option<&str>,
-    audience: Option<&str>,
-) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+pub fn mint_hs256(secret: &Secret, user: &str, ttl: Duration, issuer: Option<&str>, audience: Option<&str>) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut claims = serde_json::json!({ "sub": user, "iat": now, "exp": now + ttl.as_secs() });
     if let Some(iss) = issuer {
         claims["iss"] = iss.into();
@@ -257,6 +219,5 @@ pub fn mint_hs256(
         claims["aud"] = aud.into();
     }
     let key = jsonwebtoken::EncodingKey::from_secret(secret.expose().as_bytes());
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key)
-        .expect("HS256 signing")
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key).expect("HS256 signing")
 }

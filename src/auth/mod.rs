@@ -38,6 +38,16 @@ pub struct Caller {
     pub claims: Map<String, Value>,
 }
 
+impl Caller {
+    /// A caller known only by id (dev mode, tests): its claims are just `sub`.
+    pub fn from_user_id(user_id: impl Into<String>) -> Self {
+        let user_id = user_id.into();
+        let mut claims = Map::new();
+        claims.insert("sub".into(), Value::String(user_id.clone()));
+        Self { user_id, claims }
+    }
+}
+
 fn valid_user_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_USER_ID_LEN && !id.chars().any(char::is_control)
 }
@@ -49,9 +59,7 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .ok_or(ApiError::MissingToken)?
         .to_str()
         .map_err(|_| ApiError::InvalidToken(TokenError::Malformed))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(ApiError::InvalidToken(TokenError::Malformed))?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken(TokenError::Malformed))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(ApiError::InvalidToken(TokenError::Malformed));
     }
@@ -61,23 +69,14 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = match &state.auth {
             AuthMode::Dev => {
                 let user_id = match parts.headers.get("x-user-id") {
                     None => DEV_USER.to_owned(),
-                    Some(value) => value
-                        .to_str()
-                        .map_err(|_| ApiError::InvalidUserId)?
-                        .trim()
-                        .to_owned(),
+                    Some(value) => value.to_str().map_err(|_| ApiError::InvalidUserId)?.trim().to_owned(),
                 };
-                let mut claims = Map::new();
-                claims.insert("sub".into(), Value::String(user_id.clone()));
-                Self { user_id, claims }
+                Self::from_user_id(user_id)
             }
             AuthMode::Jwt(verifier) => {
                 // X-User-Id is ignored here: only the token says who the caller is.
@@ -85,10 +84,7 @@ impl FromRequestParts<AppState> for Caller {
                     TokenError::KeysUnavailable => ApiError::AuthUnavailable,
                     other => ApiError::InvalidToken(other),
                 })?;
-                Self {
-                    user_id: claims.sub,
-                    claims: claims.all,
-                }
+                Self { user_id: claims.sub, claims: claims.all }
             }
         };
         if !valid_user_id(&caller.user_id) {

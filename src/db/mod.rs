@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 pub use postgres::PostgresMetadata;
 pub use sqlite::SqliteMetadata;
 
-use crate::config::DatabaseConfig;
+use crate::auth::Caller;
+use crate::config::{DatabaseConfig, Secret};
 
 /// A row of `b2_files` as Ferry reads it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -51,16 +52,21 @@ pub enum Recorded {
     Existing,
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// The database cannot be reached or timed out: worth a retry.
+    /// The database cannot be reached, is restarting, or timed out: worth a retry.
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] BoxError),
     /// The key is recorded for another user.
     #[error("object key already recorded for another user")]
     KeyTaken,
+    /// The connection settings cannot work (bad URL, unreadable root certificate...).
+    #[error("database configuration: {0}")]
+    Config(String),
     #[error("database error: {0}")]
-    Other(#[source] sqlx::Error),
+    Other(#[source] BoxError),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -68,41 +74,68 @@ pub enum DbError {
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::Io(_)
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => Self::Unavailable(e),
-            other => Self::Other(other),
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                Self::Unavailable(Box::new(e))
+            }
+            other => Self::Other(Box::new(other)),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // SQLSTATE classes 08 (connection), 53 (resources) and 57 (shutting down, or cancelled by
+        // statement_timeout) are the server's way of saying "not now"; no code means no answer.
+        let transient = match e.code() {
+            Some(code) => ["08", "53", "57"].iter().any(|class| code.code().starts_with(class)),
+            None => e.is_closed() || caused_by_io(&e),
+        };
+        if transient { Self::Unavailable(Box::new(e)) } else { Self::Other(Box::new(e)) }
+    }
+}
+
+fn caused_by_io(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = e.source();
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() || cause.is::<rustls::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => Self::Unavailable(Box::new(other)),
         }
     }
 }
 
 #[async_trait]
 pub trait Metadata: Send + Sync + 'static {
-    /// Records a verified upload for `user`; repeating it returns the same row.
-    async fn record(&self, user: &str, file: &NewFile) -> Result<(FileRecord, Recorded), DbError>;
-    /// The user's files, newest first, with ids below `before` when given.
-    async fn list(
-        &self,
-        user: &str,
-        limit: u32,
-        before: Option<i64>,
-    ) -> Result<Vec<FileRecord>, DbError>;
-    /// The user's row for an object key, if recorded.
-    async fn find_by_key(&self, user: &str, key: &str) -> Result<Option<FileRecord>, DbError>;
-    /// One of the user's files (not one being deleted).
-    async fn get(&self, user: &str, id: i64) -> Result<Option<FileRecord>, DbError>;
-    /// Marks one of the user's files as being deleted and returns it.
-    async fn mark_deleting(&self, user: &str, id: i64) -> Result<Option<FileRecord>, DbError>;
-    /// Removes a row whose object is gone.
-    async fn remove(&self, id: i64) -> Result<(), DbError>;
-    /// Rows marked for deletion before `before`, for cleanup (all users).
-    async fn stuck_deletions(
-        &self,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<FileRecord>, DbError>;
-    /// Which of `keys` have a row (all users).
+    /// Records a verified upload for the caller; repeating it returns the same row.
+    async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError>;
+    /// The caller's files, newest first, with ids below `before` when given.
+    async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError>;
+    /// The caller's row for an object key, if recorded.
+    async fn find_by_key(&self, who: &Caller, key: &str) -> Result<Option<FileRecord>, DbError>;
+    /// One of the caller's files (not one being deleted).
+    async fn get(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError>;
+    /// Marks one of the caller's files as being deleted and returns it.
+    async fn mark_deleting(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError>;
+    /// Removes one of the caller's rows whose object is gone.
+    async fn remove(&self, who: &Caller, id: i64) -> Result<(), DbError>;
+
+    // Maintenance: these see every user's rows (cleanup only).
+
+    /// Rows marked for deletion before `before`.
+    async fn stuck_deletions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<FileRecord>, DbError>;
+    /// Removes a row whose object is gone, whoever owns it.
+    async fn purge(&self, id: i64) -> Result<(), DbError>;
+    /// Which of `keys` have a row.
     async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, DbError>;
     /// A cheap round trip.
     async fn health(&self) -> Result<(), DbError>;
@@ -114,7 +147,10 @@ pub trait Metadata: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
     pub max_connections: u32,
+    /// Longest wait for a connection (and to open one) before answering 503.
     pub acquire_timeout: Duration,
+    /// Longest a statement may run (Postgres).
+    pub statement_timeout: Duration,
 }
 
 impl Default for PoolOptions {
@@ -122,36 +158,23 @@ impl Default for PoolOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
+            statement_timeout: postgres::DEFAULT_STATEMENT_TIMEOUT,
         }
     }
 }
 
 /// Connects to the configured database and runs its migrations.
-pub async fn connect(
-    cfg: &DatabaseConfig,
-    data_dir: &Path,
-    pool: &PoolOptions,
-) -> Result<Arc<dyn Metadata>, DbError> {
+pub async fn connect(cfg: &DatabaseConfig, data_dir: &Path, pool: &PoolOptions) -> Result<Arc<dyn Metadata>, DbError> {
     Ok(match cfg {
-        DatabaseConfig::Sqlite(url) => {
-            Arc::new(SqliteMetadata::connect(url.as_deref(), data_dir, pool).await?)
-        }
-        DatabaseConfig::Postgres(url) => {
-            Arc::new(PostgresMetadata::connect(url.expose(), pool).await?)
+        DatabaseConfig::Sqlite(url) => Arc::new(SqliteMetadata::connect(url.as_deref(), data_dir, pool).await?),
+        DatabaseConfig::Postgres { url, migration_url } => {
+            Arc::new(PostgresMetadata::connect(url.expose(), migration_url.as_ref().map(Secret::expose), pool).await?)
         }
     })
 }
 
 /// Runs migrations only (for `ferry migrate`).
 pub async fn migrate(cfg: &DatabaseConfig, data_dir: &Path) -> Result<String, DbError> {
-    let db = connect(
-        cfg,
-        data_dir,
-        &PoolOptions {
-            max_connections: 1,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let db = connect(cfg, data_dir, &PoolOptions { max_connections: 1, ..Default::default() }).await?;
     Ok(db.describe())
 }

@@ -6,9 +6,9 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::auth::Caller;
 
 use super::{DbError, FileRecord, Metadata, NewFile, PoolOptions, Recorded};
 
@@ -22,26 +22,14 @@ pub struct SqliteMetadata {
 
 impl SqliteMetadata {
     /// `url` is a `sqlite://` URL; `None` means `<data_dir>/ferry.db`, created if missing.
-    pub async fn connect(
-        url: Option<&str>,
-        data_dir: &Path,
-        pool: &PoolOptions,
-    ) -> Result<Self, DbError> {
+    pub async fn connect(url: Option<&str>, data_dir: &Path, pool: &PoolOptions) -> Result<Self, DbError> {
         let (options, description) = match url {
-            Some(url) => (
-                SqliteConnectOptions::from_str(url)?,
-                format!("SQLite at {url}"),
-            ),
+            Some(url) => (SqliteConnectOptions::from_str(url)?, format!("SQLite at {url}")),
             None => {
                 std::fs::create_dir_all(data_dir).map_err(|e| DbError::Other(e.into()))?;
                 let path = data_dir.join("ferry.db");
                 let description = format!("SQLite at {}", path.display());
-                (
-                    SqliteConnectOptions::new()
-                        .filename(path)
-                        .create_if_missing(true),
-                    description,
-                )
+                (SqliteConnectOptions::new().filename(path).create_if_missing(true), description)
             }
         };
         let options = options
@@ -60,14 +48,14 @@ impl SqliteMetadata {
 
 #[async_trait]
 impl Metadata for SqliteMetadata {
-    async fn record(&self, user: &str, file: &NewFile) -> Result<(FileRecord, Recorded), DbError> {
+    async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError> {
         let inserted: Option<FileRecord> = sqlx::query_as(&format!(
             "INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}"
         ))
         .bind(&file.object_key)
         .bind(&file.file_url)
-        .bind(user)
+        .bind(&who.user_id)
         .bind(&file.file_name)
         .bind(&file.content_type)
         .bind(file.size)
@@ -77,79 +65,72 @@ impl Metadata for SqliteMetadata {
         if let Some(row) = inserted {
             return Ok((row, Recorded::Created));
         }
-        let existing: FileRecord = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM b2_files WHERE object_key = ?"
-        ))
-        .bind(&file.object_key)
-        .fetch_one(&self.pool)
-        .await?;
-        if existing.user_id != user {
+        let existing: FileRecord = sqlx::query_as(&format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = ?"))
+            .bind(&file.object_key)
+            .fetch_one(&self.pool)
+            .await?;
+        if existing.user_id != who.user_id {
             return Err(DbError::KeyTaken);
         }
         Ok((existing, Recorded::Existing))
     }
 
-    async fn list(
-        &self,
-        user: &str,
-        limit: u32,
-        before: Option<i64>,
-    ) -> Result<Vec<FileRecord>, DbError> {
+    async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM b2_files WHERE user_id = ? AND deleting_at IS NULL AND id < ? \
              ORDER BY id DESC LIMIT ?"
         ))
-        .bind(user)
+        .bind(&who.user_id)
         .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?)
     }
 
-    async fn find_by_key(&self, user: &str, key: &str) -> Result<Option<FileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM b2_files WHERE object_key = ? AND user_id = ?"
-        ))
-        .bind(key)
-        .bind(user)
-        .fetch_optional(&self.pool)
-        .await?)
+    async fn find_by_key(&self, who: &Caller, key: &str) -> Result<Option<FileRecord>, DbError> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = ? AND user_id = ?"))
+            .bind(key)
+            .bind(&who.user_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
-    async fn get(&self, user: &str, id: i64) -> Result<Option<FileRecord>, DbError> {
+    async fn get(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM b2_files WHERE id = ? AND user_id = ? AND deleting_at IS NULL"
         ))
         .bind(id)
-        .bind(user)
+        .bind(&who.user_id)
         .fetch_optional(&self.pool)
         .await?)
     }
 
-    async fn mark_deleting(&self, user: &str, id: i64) -> Result<Option<FileRecord>, DbError> {
+    async fn mark_deleting(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
         Ok(sqlx::query_as(&format!(
             "UPDATE b2_files SET deleting_at = COALESCE(deleting_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
              WHERE id = ? AND user_id = ? RETURNING {COLUMNS}"
         ))
         .bind(id)
-        .bind(user)
+        .bind(&who.user_id)
         .fetch_optional(&self.pool)
         .await?)
     }
 
-    async fn remove(&self, id: i64) -> Result<(), DbError> {
-        sqlx::query("DELETE FROM b2_files WHERE id = ?")
+    async fn remove(&self, who: &Caller, id: i64) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM b2_files WHERE id = ? AND user_id = ?")
             .bind(id)
+            .bind(&who.user_id)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    async fn stuck_deletions(
-        &self,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<FileRecord>, DbError> {
+    async fn purge(&self, id: i64) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM b2_files WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn stuck_deletions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<FileRecord>, DbError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM b2_files WHERE deleting_at IS NOT NULL AND deleting_at < ? ORDER BY id LIMIT ?"
         ))

@@ -41,20 +41,12 @@ pub(super) fn write_failed<E: std::fmt::Display>(e: WriteError<E>) -> S3Error {
 
 impl Backend {
     pub(super) fn bucket(&self, bucket: &str) -> S3Result<()> {
-        if self.disk.bucket_exists(bucket) {
-            Ok(())
-        } else {
-            Err(s3_error!(NoSuchBucket))
-        }
+        if self.disk.bucket_exists(bucket) { Ok(()) } else { Err(s3_error!(NoSuchBucket)) }
     }
 
     async fn meta_or_404(&self, bucket: &str, key: &str) -> S3Result<ObjectMeta> {
         self.bucket(bucket)?;
-        self.disk
-            .meta(bucket, key)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| s3_error!(NoSuchKey))
+        self.disk.meta(bucket, key).await.map_err(internal)?.ok_or_else(|| s3_error!(NoSuchKey))
     }
 }
 
@@ -68,10 +60,7 @@ pub(super) fn check_key(key: &str) -> S3Result<()> {
 /// Checksums the client announced (headers or trailers) must match what arrived.
 fn expected_checksums(input: &PutObjectInput) -> s3s::checksum::ChecksumHasher {
     let mut hasher = s3s::checksum::ChecksumHasher::default();
-    let alg = input
-        .checksum_algorithm
-        .as_ref()
-        .map(ChecksumAlgorithm::as_str);
+    let alg = input.checksum_algorithm.as_ref().map(ChecksumAlgorithm::as_str);
     if input.checksum_crc32.is_some() || alg == Some(ChecksumAlgorithm::CRC32) {
         hasher.crc32 = Some(Default::default());
     }
@@ -98,47 +87,19 @@ fn check_digests(
 ) -> S3Result<()> {
     if let Some(content_md5) = &input.content_md5 {
         use base64::Engine as _;
-        let claimed = base64::engine::general_purpose::STANDARD
-            .decode(content_md5)
-            .map_err(|_| s3_error!(InvalidDigest))?;
+        let claimed =
+            base64::engine::general_purpose::STANDARD.decode(content_md5).map_err(|_| s3_error!(InvalidDigest))?;
         if claimed != md5 {
             return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
         }
     }
-    let trailer = |name: &str| {
-        trailers
-            .as_ref()?
-            .get(name)?
-            .to_str()
-            .ok()
-            .map(str::to_owned)
-    };
+    let trailer = |name: &str| trailers.as_ref()?.get(name)?.to_str().ok().map(str::to_owned);
     let pairs = [
-        (
-            &input.checksum_crc32,
-            "x-amz-checksum-crc32",
-            &computed.checksum_crc32,
-        ),
-        (
-            &input.checksum_crc32c,
-            "x-amz-checksum-crc32c",
-            &computed.checksum_crc32c,
-        ),
-        (
-            &input.checksum_sha1,
-            "x-amz-checksum-sha1",
-            &computed.checksum_sha1,
-        ),
-        (
-            &input.checksum_sha256,
-            "x-amz-checksum-sha256",
-            &computed.checksum_sha256,
-        ),
-        (
-            &input.checksum_crc64nvme,
-            "x-amz-checksum-crc64nvme",
-            &computed.checksum_crc64nvme,
-        ),
+        (&input.checksum_crc32, "x-amz-checksum-crc32", &computed.checksum_crc32),
+        (&input.checksum_crc32c, "x-amz-checksum-crc32c", &computed.checksum_crc32c),
+        (&input.checksum_sha1, "x-amz-checksum-sha1", &computed.checksum_sha1),
+        (&input.checksum_sha256, "x-amz-checksum-sha256", &computed.checksum_sha256),
+        (&input.checksum_crc64nvme, "x-amz-checksum-crc64nvme", &computed.checksum_crc64nvme),
     ];
     for (header, name, actual) in pairs {
         if let Some(claimed) = header.clone().or_else(|| trailer(name))
@@ -152,10 +113,7 @@ fn check_digests(
 
 #[async_trait::async_trait]
 impl S3 for Backend {
-    async fn head_bucket(
-        &self,
-        req: S3Request<HeadBucketInput>,
-    ) -> S3Result<S3Response<HeadBucketOutput>> {
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
         self.bucket(&req.input.bucket)?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
@@ -168,30 +126,18 @@ impl S3 for Backend {
         Ok(S3Response::new(GetBucketLocationOutput::default()))
     }
 
-    async fn list_buckets(
-        &self,
-        _req: S3Request<ListBucketsInput>,
-    ) -> S3Result<S3Response<ListBucketsOutput>> {
+    async fn list_buckets(&self, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
         let buckets = self
             .disk
             .buckets()
             .map_err(internal)?
             .into_iter()
-            .map(|name| Bucket {
-                name: Some(name),
-                ..Default::default()
-            })
+            .map(|name| Bucket { name: Some(name), ..Default::default() })
             .collect();
-        Ok(S3Response::new(ListBucketsOutput {
-            buckets: Some(buckets),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), ..Default::default() }))
     }
 
-    async fn put_object(
-        &self,
-        req: S3Request<PutObjectInput>,
-    ) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let input = &req.input;
         self.bucket(&input.bucket)?;
         check_key(&input.key)?;
@@ -203,21 +149,10 @@ impl S3 for Backend {
             return Err(s3_error!(IncompleteBody));
         };
         let mut hasher = expected_checksums(&req.input);
-        let written = self
-            .disk
-            .write_temp(body, |chunk| hasher.update(chunk))
-            .await
-            .map_err(write_failed)?;
-        let trailers = req
-            .trailing_headers
-            .as_ref()
-            .and_then(s3s::TrailingHeaders::take);
+        let written = self.disk.write_temp(body, |chunk| hasher.update(chunk)).await.map_err(write_failed)?;
+        let trailers = req.trailing_headers.as_ref().and_then(s3s::TrailingHeaders::take);
         check_digests(&req.input, trailers, &hasher.finalize(), &written.md5)?;
-        if req
-            .input
-            .content_length
-            .is_some_and(|len| len != written.size as i64)
-        {
+        if req.input.content_length.is_some_and(|len| len != written.size as i64) {
             return Err(s3_error!(IncompleteBody));
         }
         let input = req.input;
@@ -230,21 +165,11 @@ impl S3 for Backend {
             last_modified: chrono::Utc::now(),
             blob: String::new(),
         };
-        let meta = self
-            .disk
-            .commit(&input.bucket, meta, written.file)
-            .await
-            .map_err(internal)?;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(ETag::Strong(meta.etag)),
-            ..Default::default()
-        }))
+        let meta = self.disk.commit(&input.bucket, meta, written.file).await.map_err(internal)?;
+        Ok(S3Response::new(PutObjectOutput { e_tag: Some(ETag::Strong(meta.etag)), ..Default::default() }))
     }
 
-    async fn get_object(
-        &self,
-        req: S3Request<GetObjectInput>,
-    ) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         self.bucket(&input.bucket)?;
         let (meta, mut file) = self
@@ -257,27 +182,18 @@ impl S3 for Backend {
             None => (0, meta.size, None),
             Some(range) => {
                 let r = range.check(meta.size)?;
-                let range_text = format!(
-                    "bytes {}-{}/{}",
-                    r.start,
-                    r.end.saturating_sub(1),
-                    meta.size
-                );
+                let range_text = format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), meta.size);
                 (r.start, r.end - r.start, Some(range_text))
             }
         };
-        file.seek(io::SeekFrom::Start(start))
-            .await
-            .map_err(internal)?;
+        file.seek(io::SeekFrom::Start(start)).await.map_err(internal)?;
         let stream = ReaderStream::with_capacity(file.take(len), READ_CHUNK);
         let output = GetObjectOutput {
             body: Some(StreamingBlob::wrap(stream.map_err(|e| e))),
             content_length: Some(len as i64),
             content_range,
             content_type: meta.content_type,
-            content_disposition: input
-                .response_content_disposition
-                .or(meta.content_disposition),
+            content_disposition: input.response_content_disposition.or(meta.content_disposition),
             e_tag: Some(ETag::Strong(meta.etag)),
             last_modified: Some(std::time::SystemTime::from(meta.last_modified).into()),
             accept_ranges: Some("bytes".into()),
@@ -286,10 +202,7 @@ impl S3 for Backend {
         Ok(S3Response::new(output))
     }
 
-    async fn head_object(
-        &self,
-        req: S3Request<HeadObjectInput>,
-    ) -> S3Result<S3Response<HeadObjectOutput>> {
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let meta = self.meta_or_404(&req.input.bucket, &req.input.key).await?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(meta.size as i64),
@@ -302,41 +215,24 @@ impl S3 for Backend {
         }))
     }
 
-    async fn delete_object(
-        &self,
-        req: S3Request<DeleteObjectInput>,
-    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.bucket(&req.input.bucket)?;
-        self.disk
-            .delete(&req.input.bucket, &req.input.key)
-            .await
-            .map_err(internal)?;
+        self.disk.delete(&req.input.bucket, &req.input.key).await.map_err(internal)?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
-    async fn list_objects_v2(
-        &self,
-        req: S3Request<ListObjectsV2Input>,
-    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
         self.bucket(&input.bucket)?;
         let max_keys = input.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
         let prefix = input.prefix.clone().unwrap_or_default();
         // The continuation token is the last key returned: listing resumes after it.
-        let after = input
-            .continuation_token
-            .clone()
-            .or(input.start_after.clone())
-            .unwrap_or_default();
+        let after = input.continuation_token.clone().or(input.start_after.clone()).unwrap_or_default();
         let all = self.disk.list(&input.bucket).await.map_err(internal)?;
-        let mut matching = all
-            .into_iter()
-            .filter(|m| m.key.starts_with(&prefix) && m.key > after);
+        let mut matching = all.into_iter().filter(|m| m.key.starts_with(&prefix) && m.key > after);
         let page: Vec<ObjectMeta> = matching.by_ref().take(max_keys).collect();
         let truncated = matching.next().is_some();
-        let next = truncated
-            .then(|| page.last().map(|m| m.key.clone()))
-            .flatten();
+        let next = truncated.then(|| page.last().map(|m| m.key.clone())).flatten();
         let contents = page
             .into_iter()
             .map(|m| Object {
@@ -367,10 +263,7 @@ impl S3 for Backend {
         super::multipart::create(self, req.input).await
     }
 
-    async fn upload_part(
-        &self,
-        req: S3Request<UploadPartInput>,
-    ) -> S3Result<S3Response<UploadPartOutput>> {
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
         super::multipart::upload_part(self, req.input).await
     }
 

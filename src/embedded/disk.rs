@@ -73,10 +73,7 @@ impl Disk {
         std::fs::create_dir_all(&tmp)?;
         remove_stale_temp_files(&tmp);
         std::fs::create_dir_all(root.join(".uploads"))?;
-        Ok(Self {
-            root: root.to_owned(),
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-        })
+        Ok(Self { root: root.to_owned(), locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect() })
     }
 
     pub fn bucket_exists(&self, bucket: &str) -> bool {
@@ -106,10 +103,7 @@ impl Disk {
 
     fn meta_path(&self, bucket: &str, key: &str) -> (PathBuf, String) {
         let hash = Self::hash(key);
-        (
-            self.object_dir(bucket, &hash).join(format!("{hash}.json")),
-            hash,
-        )
+        (self.object_dir(bucket, &hash).join(format!("{hash}.json")), hash)
     }
 
     fn lock_for(&self, hash: &str) -> &Mutex<()> {
@@ -118,21 +112,12 @@ impl Disk {
     }
 
     /// Streams `body` into a new temporary file, hashing as it goes.
-    pub async fn write_temp<S, E>(
-        &self,
-        mut body: S,
-        mut inspect: impl FnMut(&[u8]),
-    ) -> Result<Written, WriteError<E>>
+    pub async fn write_temp<S, E>(&self, mut body: S, mut inspect: impl FnMut(&[u8])) -> Result<Written, WriteError<E>>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
     {
-        let file = TempFile {
-            path: self.root.join(".tmp").join(Uuid::new_v4().to_string()),
-            committed: false,
-        };
-        let mut out = tokio::fs::File::create(&file.path)
-            .await
-            .map_err(WriteError::Io)?;
+        let file = TempFile { path: self.root.join(".tmp").join(Uuid::new_v4().to_string()), committed: false };
+        let mut out = tokio::fs::File::create(&file.path).await.map_err(WriteError::Io)?;
         let mut md5 = Md5::new();
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
@@ -144,37 +129,21 @@ impl Disk {
         }
         out.flush().await.map_err(WriteError::Io)?;
         out.sync_data().await.map_err(WriteError::Io)?;
-        Ok(Written {
-            file,
-            size,
-            md5: md5.finalize(),
-        })
+        Ok(Written { file, size, md5: md5.finalize() })
     }
 
     /// Makes a checked temporary file the object `key`, replacing any previous version.
-    pub async fn commit(
-        &self,
-        bucket: &str,
-        mut meta: ObjectMeta,
-        mut file: TempFile,
-    ) -> io::Result<ObjectMeta> {
+    pub async fn commit(&self, bucket: &str, mut meta: ObjectMeta, mut file: TempFile) -> io::Result<ObjectMeta> {
         let (meta_path, hash) = self.meta_path(bucket, &meta.key);
         let dir = self.object_dir(bucket, &hash);
         tokio::fs::create_dir_all(&dir).await?;
         meta.blob = format!("{hash}.{}", Uuid::new_v4().simple());
         tokio::fs::rename(&file.path, dir.join(&meta.blob)).await?;
         file.committed = true;
-        let meta_tmp = self
-            .root
-            .join(".tmp")
-            .join(format!("{}.json", Uuid::new_v4()));
+        let meta_tmp = self.root.join(".tmp").join(format!("{}.json", Uuid::new_v4()));
         let _guard = self.lock_for(&hash).lock().await;
         let previous = self.read_meta_at(&meta_path).await?;
-        tokio::fs::write(
-            &meta_tmp,
-            serde_json::to_vec(&meta).map_err(io::Error::other)?,
-        )
-        .await?;
+        tokio::fs::write(&meta_tmp, serde_json::to_vec(&meta).map_err(io::Error::other)?).await?;
         if let Err(e) = tokio::fs::rename(&meta_tmp, &meta_path).await {
             let _ = tokio::fs::remove_file(dir.join(&meta.blob)).await;
             let _ = tokio::fs::remove_file(&meta_tmp).await;
@@ -188,9 +157,7 @@ impl Disk {
 
     async fn read_meta_at(&self, path: &Path) -> io::Result<Option<ObjectMeta>> {
         match tokio::fs::read(path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(io::Error::other),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io::Error::other),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -201,11 +168,7 @@ impl Disk {
     }
 
     /// Opens an object's blob together with the metadata that names it.
-    pub async fn open_object(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> io::Result<Option<(ObjectMeta, tokio::fs::File)>> {
+    pub async fn open_object(&self, bucket: &str, key: &str) -> io::Result<Option<(ObjectMeta, tokio::fs::File)>> {
         let (meta_path, hash) = self.meta_path(bucket, key);
         // A concurrent overwrite may delete the blob between the two reads: look again once.
         for _ in 0..2 {
@@ -275,10 +238,7 @@ fn remove_stale_temp_files(tmp: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE));
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE));
         if old {
             let _ = std::fs::remove_file(entry.path());
         }
@@ -301,12 +261,7 @@ mod tests {
     use super::*;
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + Unpin {
-        futures::stream::iter(
-            parts
-                .iter()
-                .map(|p| Ok(Bytes::from_static(p)))
-                .collect::<Vec<_>>(),
-        )
+        futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
     }
 
     fn meta(key: &str, size: u64) -> ObjectMeta {
@@ -328,10 +283,7 @@ mod tests {
         let written = disk.write_temp(chunks(&[b"x"]), |_| {}).await.ok().unwrap();
         let key = "../../../escape";
         let stored = disk.commit("b", meta(key, 1), written.file).await.unwrap();
-        assert!(
-            disk.blob_path("b", &stored)
-                .starts_with(dir.path().join("store/b"))
-        );
+        assert!(disk.blob_path("b", &stored).starts_with(dir.path().join("store/b")));
         assert!(!dir.path().join("escape").exists());
         assert_eq!(disk.meta("b", key).await.unwrap().unwrap().size, 1);
     }
@@ -340,15 +292,9 @@ mod tests {
     async fn a_failed_body_leaves_no_object_and_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let disk = Disk::open(dir.path(), "b").unwrap();
-        let body = futures::stream::iter(vec![
-            Ok(Bytes::from_static(b"half")),
-            Err(io::Error::other("cut")),
-        ]);
+        let body = futures::stream::iter(vec![Ok(Bytes::from_static(b"half")), Err(io::Error::other("cut"))]);
         assert!(disk.write_temp(body, |_| {}).await.is_err());
-        assert_eq!(
-            std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
-            0
-        );
+        assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
         assert!(disk.list("b").await.unwrap().is_empty());
     }
 
@@ -358,22 +304,12 @@ mod tests {
         let disk = Disk::open(dir.path(), "b").unwrap();
         for body in [&b"one"[..], &b"second"[..]] {
             let static_body: &'static [u8] = if body.len() == 3 { b"one" } else { b"second" };
-            let written = disk
-                .write_temp(chunks(&[static_body]), |_| {})
-                .await
-                .ok()
-                .unwrap();
-            disk.commit("b", meta("k", written.size), written.file)
-                .await
-                .unwrap();
+            let written = disk.write_temp(chunks(&[static_body]), |_| {}).await.ok().unwrap();
+            disk.commit("b", meta("k", written.size), written.file).await.unwrap();
         }
         let (m, _) = disk.open_object("b", "k").await.unwrap().unwrap();
         assert_eq!(m.size, 6);
         let shard = disk.blob_path("b", &m).parent().unwrap().to_owned();
-        assert_eq!(
-            std::fs::read_dir(shard).unwrap().count(),
-            2,
-            "one blob and one metadata file"
-        );
+        assert_eq!(std::fs::read_dir(shard).unwrap().count(), 2, "one blob and one metadata file");
     }
 }

@@ -56,21 +56,14 @@ pub struct StoreOptions<'a> {
 pub fn router(opts: &StoreOptions<'_>) -> std::io::Result<Router> {
     let disk = Arc::new(disk::Disk::open(opts.root, opts.bucket)?);
     let mut builder = S3ServiceBuilder::new(backend::Backend { disk });
-    builder.set_auth(SimpleAuth::from_single(
-        opts.access_key_id,
-        opts.secret_access_key.expose(),
-    ));
-    builder.set_access(Access {
-        public_read: opts.public_read,
-    });
+    builder.set_auth(SimpleAuth::from_single(opts.access_key_id, opts.secret_access_key.expose()));
+    builder.set_access(Access { public_read: opts.public_read });
     let service = builder.build();
     let handler = tower::service_fn(move |req: axum::extract::Request| {
         let service = service.clone();
         async move { Ok::<_, Infallible>(call(&service, req).await) }
     });
-    Ok(Router::new()
-        .fallback_service(handler)
-        .layer(cors(&opts.cors_origins)))
+    Ok(Router::new().fallback_service(handler).layer(cors(&opts.cors_origins)))
 }
 
 async fn call(service: &S3Service, req: axum::extract::Request) -> Response {
@@ -88,11 +81,7 @@ fn cors(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::PUT, Method::HEAD])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::RANGE,
-            HeaderName::from_static("content-md5"),
-        ])
+        .allow_headers([header::CONTENT_TYPE, header::RANGE, HeaderName::from_static("content-md5")])
         .expose_headers([header::ETAG, header::CONTENT_LENGTH])
         .max_age(std::time::Duration::from_secs(3600))
 }

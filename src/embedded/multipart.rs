@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use super::backend::{
-    Backend, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, internal, write_failed,
-};
+use super::backend::{Backend, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, internal, write_failed};
 use super::disk::ObjectMeta;
 
 #[derive(Serialize, Deserialize)]
@@ -22,16 +20,8 @@ struct Upload {
     content_disposition: Option<String>,
 }
 
-async fn load(
-    backend: &Backend,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-) -> S3Result<std::path::PathBuf> {
-    let dir = backend
-        .disk
-        .upload_dir(upload_id)
-        .ok_or_else(|| s3_error!(NoSuchUpload))?;
+async fn load(backend: &Backend, bucket: &str, key: &str, upload_id: &str) -> S3Result<std::path::PathBuf> {
+    let dir = backend.disk.upload_dir(upload_id).ok_or_else(|| s3_error!(NoSuchUpload))?;
     let bytes = match tokio::fs::read(dir.join("upload.json")).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(s3_error!(NoSuchUpload)),
@@ -55,10 +45,7 @@ pub async fn create(
     backend.bucket(&input.bucket)?;
     check_key(&input.key)?;
     let upload_id = Uuid::new_v4().simple().to_string();
-    let dir = backend
-        .disk
-        .upload_dir(&upload_id)
-        .expect("a fresh UUID is a valid upload id");
+    let dir = backend.disk.upload_dir(&upload_id).expect("a fresh UUID is a valid upload id");
     tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
     let upload = Upload {
         bucket: input.bucket.clone(),
@@ -67,9 +54,7 @@ pub async fn create(
         content_disposition: input.content_disposition,
     };
     let json = serde_json::to_vec(&upload).map_err(internal)?;
-    tokio::fs::write(dir.join("upload.json"), json)
-        .await
-        .map_err(internal)?;
+    tokio::fs::write(dir.join("upload.json"), json).await.map_err(internal)?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -78,45 +63,25 @@ pub async fn create(
     }))
 }
 
-pub async fn upload_part(
-    backend: &Backend,
-    input: UploadPartInput,
-) -> S3Result<S3Response<UploadPartOutput>> {
+pub async fn upload_part(backend: &Backend, input: UploadPartInput) -> S3Result<S3Response<UploadPartOutput>> {
     if !(1..=10_000).contains(&input.part_number) {
-        return Err(s3_error!(
-            InvalidArgument,
-            "part number must be between 1 and 10000"
-        ));
+        return Err(s3_error!(InvalidArgument, "part number must be between 1 and 10000"));
     }
     if input.content_length.is_some_and(|len| len > MAX_PUT_SIZE) {
         return Err(s3_error!(EntityTooLarge));
     }
     let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
     let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-    let written = backend
-        .disk
-        .write_temp(body, |_| {})
-        .await
-        .map_err(write_failed)?;
-    if input
-        .content_length
-        .is_some_and(|len| len != written.size as i64)
-    {
+    let written = backend.disk.write_temp(body, |_| {}).await.map_err(write_failed)?;
+    if input.content_length.is_some_and(|len| len != written.size as i64) {
         return Err(s3_error!(IncompleteBody));
     }
     let etag = hex::encode(written.md5);
     let name = part_name(input.part_number);
     // The ETag sidecar is written first: a part file never exists without its digest.
-    tokio::fs::write(dir.join(format!("{name}.etag")), &etag)
-        .await
-        .map_err(internal)?;
-    tokio::fs::rename(written.file.path(), dir.join(&name))
-        .await
-        .map_err(internal)?;
-    Ok(S3Response::new(UploadPartOutput {
-        e_tag: Some(ETag::Strong(etag)),
-        ..Default::default()
-    }))
+    tokio::fs::write(dir.join(format!("{name}.etag")), &etag).await.map_err(internal)?;
+    tokio::fs::rename(written.file.path(), dir.join(&name)).await.map_err(internal)?;
+    Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
 }
 
 pub async fn complete(
@@ -124,10 +89,7 @@ pub async fn complete(
     input: CompleteMultipartUploadInput,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
-    let parts = input
-        .multipart_upload
-        .and_then(|m| m.parts)
-        .unwrap_or_default();
+    let parts = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
     if parts.is_empty() {
         return Err(s3_error!(InvalidPart, "at least one part is required"));
     }
@@ -135,9 +97,7 @@ pub async fn complete(
     let mut digest_of_digests = Md5::new();
     let mut previous = 0;
     for (index, part) in parts.iter().enumerate() {
-        let number = part
-            .part_number
-            .ok_or_else(|| s3_error!(InvalidPart, "missing part number"))?;
+        let number = part.part_number.ok_or_else(|| s3_error!(InvalidPart, "missing part number"))?;
         if number <= previous {
             return Err(s3_error!(InvalidPartOrder));
         }
@@ -146,15 +106,9 @@ pub async fn complete(
         let stored = tokio::fs::read_to_string(dir.join(format!("{name}.etag")))
             .await
             .map_err(|_| s3_error!(InvalidPart, "part {number} was not uploaded"))?;
-        let claimed = part
-            .e_tag
-            .as_ref()
-            .map(|e| e.value().trim_matches('"').to_owned());
+        let claimed = part.e_tag.as_ref().map(|e| e.value().trim_matches('"').to_owned());
         if claimed.as_deref() != Some(stored.as_str()) {
-            return Err(s3_error!(
-                InvalidPart,
-                "ETag of part {number} does not match"
-            ));
+            return Err(s3_error!(InvalidPart, "ETag of part {number} does not match"));
         }
         let path = dir.join(&name);
         let size = tokio::fs::metadata(&path).await.map_err(internal)?.len();
@@ -165,41 +119,23 @@ pub async fn complete(
         files.push(path);
     }
     let stream = futures::stream::iter(files)
-        .then(|path| async move {
-            tokio::fs::File::open(path)
-                .await
-                .map(|f| ReaderStream::with_capacity(f, READ_CHUNK))
-        })
+        .then(
+            |path| async move { tokio::fs::File::open(path).await.map(|f| ReaderStream::with_capacity(f, READ_CHUNK)) },
+        )
         .try_flatten();
-    let written = backend
-        .disk
-        .write_temp(Box::pin(stream), |_| {})
-        .await
-        .map_err(write_failed)?;
-    let upload: Upload = serde_json::from_slice(
-        &tokio::fs::read(dir.join("upload.json"))
-            .await
-            .map_err(internal)?,
-    )
-    .map_err(internal)?;
+    let written = backend.disk.write_temp(Box::pin(stream), |_| {}).await.map_err(write_failed)?;
+    let upload: Upload =
+        serde_json::from_slice(&tokio::fs::read(dir.join("upload.json")).await.map_err(internal)?).map_err(internal)?;
     let meta = ObjectMeta {
         key: input.key.clone(),
         size: written.size,
-        etag: format!(
-            "{}-{}",
-            hex::encode(digest_of_digests.finalize()),
-            parts.len()
-        ),
+        etag: format!("{}-{}", hex::encode(digest_of_digests.finalize()), parts.len()),
         content_type: upload.content_type,
         content_disposition: upload.content_disposition,
         last_modified: chrono::Utc::now(),
         blob: String::new(),
     };
-    let meta = backend
-        .disk
-        .commit(&input.bucket, meta, written.file)
-        .await
-        .map_err(internal)?;
+    let meta = backend.disk.commit(&input.bucket, meta, written.file).await.map_err(internal)?;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket),

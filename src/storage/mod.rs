@@ -87,16 +87,8 @@ const RFC5987_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPH
 
 /// `attachment; filename="..."; filename*=UTF-8''...` (RFC 6266), safe for any name.
 pub fn content_disposition(name: &str) -> String {
-    let ascii: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
     let encoded = percent_encoding::utf8_percent_encode(name, RFC5987_ESCAPED);
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }

@@ -9,9 +9,7 @@ use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use url::Url;
 
-use super::{
-    ListPage, ListedObject, ObjectInfo, ObjectStore, PutRequest, StoreError, content_disposition,
-};
+use super::{ListPage, ListedObject, ObjectInfo, ObjectStore, PutRequest, StoreError, content_disposition};
 use crate::config::S3Config;
 
 /// How long the URLs Ferry signs for its own calls live.
@@ -30,13 +28,8 @@ pub struct S3Store {
 impl S3Store {
     pub fn new(cfg: &S3Config) -> Result<Self, StoreError> {
         let bucket = |endpoint: &Url| {
-            Bucket::new(
-                endpoint.clone(),
-                UrlStyle::Path,
-                cfg.bucket.clone(),
-                cfg.region.clone(),
-            )
-            .map_err(|e| StoreError::Refused(format!("invalid bucket settings: {e}")))
+            Bucket::new(endpoint.clone(), UrlStyle::Path, cfg.bucket.clone(), cfg.region.clone())
+                .map_err(|e| StoreError::Refused(format!("invalid bucket settings: {e}")))
         };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -46,26 +39,16 @@ impl S3Store {
         Ok(Self {
             internal: bucket(&cfg.endpoint)?,
             public: bucket(&cfg.public_endpoint)?,
-            credentials: Credentials::new(
-                cfg.access_key_id.clone(),
-                cfg.secret_access_key.expose().to_owned(),
-            ),
+            credentials: Credentials::new(cfg.access_key_id.clone(), cfg.secret_access_key.expose().to_owned()),
             http,
         })
     }
 
     async fn send(&self, method: Method, url: Url) -> Result<reqwest::Response, StoreError> {
-        let response = self
-            .http
-            .request(method, url)
-            .send()
-            .await
-            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        let response =
+            self.http.request(method, url).send().await.map_err(|e| StoreError::Unavailable(describe(&e)))?;
         if response.status().is_server_error() {
-            return Err(StoreError::Unavailable(format!(
-                "store answered {}",
-                response.status()
-            )));
+            return Err(StoreError::Unavailable(format!("store answered {}", response.status())));
         }
         Ok(response)
     }
@@ -91,25 +74,16 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)?
-        .to_str()
-        .ok()
-        .map(str::to_owned)
+    response.headers().get(name)?.to_str().ok().map(str::to_owned)
 }
 
 #[async_trait]
 impl ObjectStore for S3Store {
     fn presign_put(&self, req: &PutRequest<'_>) -> Url {
         let mut action = self.public.put_object(Some(&self.credentials), req.key);
-        action
-            .headers_mut()
-            .insert("content-type", req.content_type.to_owned());
+        action.headers_mut().insert("content-type", req.content_type.to_owned());
         if let Some(length) = req.content_length {
-            action
-                .headers_mut()
-                .insert("content-length", length.to_string());
+            action.headers_mut().insert("content-length", length.to_string());
         }
         action.sign(req.ttl)
     }
@@ -117,9 +91,7 @@ impl ObjectStore for S3Store {
     fn presign_get(&self, key: &str, download_name: Option<&str>, ttl: Duration) -> Url {
         let mut action = self.public.get_object(Some(&self.credentials), key);
         if let Some(name) = download_name {
-            action
-                .query_mut()
-                .insert("response-content-disposition", content_disposition(name));
+            action.query_mut().insert("response-content-disposition", content_disposition(name));
         }
         action.sign(ttl)
     }
@@ -129,10 +101,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
-        let url = self
-            .internal
-            .head_object(Some(&self.credentials), key)
-            .sign(SELF_CALL_TTL);
+        let url = self.internal.head_object(Some(&self.credentials), key).sign(SELF_CALL_TTL);
         let response = self.send(Method::HEAD, url).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -151,10 +120,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let url = self
-            .internal
-            .delete_object(Some(&self.credentials), key)
-            .sign(SELF_CALL_TTL);
+        let url = self.internal.delete_object(Some(&self.credentials), key).sign(SELF_CALL_TTL);
         let response = self.send(Method::DELETE, url).await?;
         match response.status() {
             status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
@@ -170,14 +136,9 @@ impl ObjectStore for S3Store {
         let url = action.sign(SELF_CALL_TTL);
         let response = self.send(Method::GET, url).await?;
         let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        let body = response.text().await.map_err(|e| StoreError::Unavailable(describe(&e)))?;
         if !status.is_success() {
-            return Err(StoreError::Refused(format!(
-                "ListObjectsV2 answered {status}"
-            )));
+            return Err(StoreError::Refused(format!("ListObjectsV2 answered {status}")));
         }
         let parsed = ListObjectsV2::parse_response(&body)
             .map_err(|e| StoreError::Refused(format!("unreadable listing: {e}")))?;
@@ -185,28 +146,19 @@ impl ObjectStore for S3Store {
             objects: parsed
                 .contents
                 .into_iter()
-                .map(|o| ListedObject {
-                    key: o.key,
-                    size: o.size.unwrap_or(0),
-                })
+                .map(|o| ListedObject { key: o.key, size: o.size.unwrap_or(0) })
                 .collect(),
             next: parsed.next_continuation_token,
         })
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        let url = self
-            .internal
-            .head_bucket(Some(&self.credentials))
-            .sign(SELF_CALL_TTL);
+        let url = self.internal.head_bucket(Some(&self.credentials)).sign(SELF_CALL_TTL);
         let response = self.send(Method::HEAD, url).await?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(StoreError::Refused(format!(
-                "HEAD bucket answered {}",
-                response.status()
-            )))
+            Err(StoreError::Refused(format!("HEAD bucket answered {}", response.status())))
         }
     }
 }

@@ -23,24 +23,7 @@ fn is_bidi_control(c: char) -> bool {
 
 /// Characters S3 documents as needing special handling, plus Windows-reserved ones.
 fn is_awkward(c: char) -> bool {
-    matches!(
-        c,
-        '"' | '<'
-            | '>'
-            | '|'
-            | '*'
-            | '?'
-            | ':'
-            | '#'
-            | '%'
-            | '{'
-            | '}'
-            | '^'
-            | '~'
-            | '`'
-            | '['
-            | ']'
-    )
+    matches!(c, '"' | '<' | '>' | '|' | '*' | '?' | ':' | '#' | '%' | '{' | '}' | '^' | '~' | '`' | '[' | ']')
 }
 
 /// Cleans a client's file name: no path separators, no `..`, no control or bidi characters,
@@ -81,9 +64,7 @@ pub fn clean_file_name(raw: &str) -> Result<String, NameError> {
         }
         cleaned.push(c);
     }
-    let cleaned = cleaned
-        .trim_matches(|c: char| c == '.' || c == ' ')
-        .to_owned();
+    let cleaned = cleaned.trim_matches(|c: char| c == '.' || c == ' ').to_owned();
     if cleaned.is_empty() {
         return Ok("file".to_owned());
     }
@@ -113,10 +94,7 @@ mod tests {
     #[test]
     fn ordinary_names_are_kept_including_unicode() {
         assert_eq!(clean_file_name("test-b2.png").unwrap(), "test-b2.png");
-        assert_eq!(
-            clean_file_name("été à Zürich 東京.jpg").unwrap(),
-            "été à Zürich 東京.jpg"
-        );
+        assert_eq!(clean_file_name("été à Zürich 東京.jpg").unwrap(), "été à Zürich 東京.jpg");
     }
 
     #[test]
@@ -131,10 +109,7 @@ mod tests {
     #[test]
     fn control_and_bidi_characters_are_removed() {
         assert_eq!(clean_file_name("a\0b\nc.txt").unwrap(), "abc.txt");
-        assert_eq!(
-            clean_file_name("evil\u{202E}gnp.exe").unwrap(),
-            "evilgnp.exe"
-        );
+        assert_eq!(clean_file_name("evil\u{202E}gnp.exe").unwrap(), "evilgnp.exe");
     }
 
     #[test]

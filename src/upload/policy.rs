@@ -22,16 +22,12 @@ pub struct UploadPolicy {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
 }
 
 /// The lower-case `type/subtype` of a content type, if it is well formed.
 pub fn essence(content_type: &str) -> Option<String> {
-    if content_type.len() > MAX_CONTENT_TYPE_LEN
-        || content_type.bytes().any(|b| !(0x20..0x7f).contains(&b))
-    {
+    if content_type.len() > MAX_CONTENT_TYPE_LEN || content_type.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
         return None;
     }
     let mut parts = content_type.split(';');
@@ -51,38 +47,23 @@ pub fn essence(content_type: &str) -> Option<String> {
 
 impl UploadPolicy {
     pub fn new(max_file_size: u64, allowed: &[String]) -> Self {
-        Self {
-            max_file_size,
-            allowed: allowed
-                .iter()
-                .map(|a| a.trim().to_ascii_lowercase())
-                .collect(),
-        }
+        Self { max_file_size, allowed: allowed.iter().map(|a| a.trim().to_ascii_lowercase()).collect() }
     }
 
     /// Checks a content type against the allowed list; returns its essence.
     pub fn check_type(&self, content_type: &str) -> Result<String, PolicyError> {
         let mime = essence(content_type).ok_or(PolicyError::MalformedType)?;
         let allowed = self.allowed.is_empty()
-            || self
-                .allowed
-                .iter()
-                .any(|pattern| match pattern.strip_suffix("/*") {
-                    Some(prefix) => mime.split_once('/').is_some_and(|(ty, _)| ty == prefix),
-                    None => pattern == "*/*" || *pattern == mime,
-                });
-        if allowed {
-            Ok(mime)
-        } else {
-            Err(PolicyError::TypeNotAllowed(mime))
-        }
+            || self.allowed.iter().any(|pattern| match pattern.strip_suffix("/*") {
+                Some(prefix) => mime.split_once('/').is_some_and(|(ty, _)| ty == prefix),
+                None => pattern == "*/*" || *pattern == mime,
+            });
+        if allowed { Ok(mime) } else { Err(PolicyError::TypeNotAllowed(mime)) }
     }
 
     pub fn check_size(&self, size: u64) -> Result<(), PolicyError> {
         if size > self.max_file_size {
-            return Err(PolicyError::TooLarge {
-                limit: self.max_file_size,
-            });
+            return Err(PolicyError::TooLarge { limit: self.max_file_size });
         }
         Ok(())
     }
@@ -96,23 +77,9 @@ mod tests {
     fn well_formed_types_pass_and_absurd_ones_do_not() {
         let any = UploadPolicy::new(10, &[]);
         assert_eq!(any.check_type("image/png").unwrap(), "image/png");
-        assert_eq!(
-            any.check_type("Text/Plain; charset=utf-8").unwrap(),
-            "text/plain"
-        );
-        for bad in [
-            "png",
-            "image/",
-            "/png",
-            "image/png\r\nX-Evil: 1",
-            "a b/c",
-            &"a/".repeat(200),
-        ] {
-            assert_eq!(
-                any.check_type(bad),
-                Err(PolicyError::MalformedType),
-                "{bad:?}"
-            );
+        assert_eq!(any.check_type("Text/Plain; charset=utf-8").unwrap(), "text/plain");
+        for bad in ["png", "image/", "/png", "image/png\r\nX-Evil: 1", "a b/c", &"a/".repeat(200)] {
+            assert_eq!(any.check_type(bad), Err(PolicyError::MalformedType), "{bad:?}");
         }
     }
 
@@ -121,10 +88,7 @@ mod tests {
         let policy = UploadPolicy::new(10, &["image/*".into(), "application/pdf".into()]);
         assert!(policy.check_type("image/webp").is_ok());
         assert!(policy.check_type("application/pdf").is_ok());
-        assert!(matches!(
-            policy.check_type("text/html"),
-            Err(PolicyError::TypeNotAllowed(_))
-        ));
+        assert!(matches!(policy.check_type("text/html"), Err(PolicyError::TypeNotAllowed(_))));
     }
 
     #[test]

@@ -45,8 +45,7 @@ pub enum TicketError {
 impl TicketSigner {
     pub fn new(secret: &Secret) -> Self {
         // Domain separation: the same secret may serve other purposes.
-        let mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-            .expect("HMAC takes any key length");
+        let mac = HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes any key length");
         let mut mac_outer = mac;
         mac_outer.update(b"ferry upload ticket v1\0");
         Self { mac: mac_outer }
@@ -73,13 +72,7 @@ impl TicketSigner {
         }
         let b = uuid.as_bytes();
         let expires_at = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        Ok((
-            uuid,
-            Ticket {
-                expires_at,
-                file_name: name.to_owned(),
-            },
-        ))
+        Ok((uuid, Ticket { expires_at, file_name: name.to_owned() }))
     }
 
     /// Checks that `key` was issued to `user` by this signer.
@@ -89,8 +82,7 @@ impl TicketSigner {
         let mut mac = self.mac.clone();
         feed(&mut mac, user, &b[..9], &ticket.file_name);
         // Constant-time comparison of the truncated tag.
-        mac.verify_truncated_left(&b[9..])
-            .map_err(|_| TicketError::NotIssued)?;
+        mac.verify_truncated_left(&b[9..]).map_err(|_| TicketError::NotIssued)?;
         Ok(ticket)
     }
 
@@ -143,16 +135,10 @@ mod tests {
     fn forged_and_altered_keys_are_refused() {
         let key = signer().issue("alice", "cat.png", 1_900_000_000);
         let renamed = key.replace("cat.png", "dog.png");
-        assert_eq!(
-            signer().verify("alice", &renamed),
-            Err(TicketError::NotIssued)
-        );
+        assert_eq!(signer().verify("alice", &renamed), Err(TicketError::NotIssued));
         let v4 = format!("{}-cat.png", Uuid::new_v4());
         assert_eq!(signer().verify("alice", &v4), Err(TicketError::Malformed));
-        assert_eq!(
-            signer().verify("alice", "../../etc/passwd"),
-            Err(TicketError::Malformed)
-        );
+        assert_eq!(signer().verify("alice", "../../etc/passwd"), Err(TicketError::Malformed));
         let other = TicketSigner::new(&Secret::new("other secret"));
         assert_eq!(other.verify("alice", &key), Err(TicketError::NotIssued));
     }

@@ -27,11 +27,7 @@ const ISSUER: &str = "https://auth.example";
 const AUDIENCE: &str = "ferry-tests";
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 fn claims(sub: &str) -> Value {
@@ -46,30 +42,15 @@ fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) ->
 }
 
 fn hs(claims: &Value) -> String {
-    sign(
-        Algorithm::HS256,
-        None,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-        claims,
-    )
+    sign(Algorithm::HS256, None, &EncodingKey::from_secret(SECRET.as_bytes()), claims)
 }
 
 fn rs(kid: &str, pem: &str, claims: &Value) -> String {
-    sign(
-        Algorithm::RS256,
-        Some(kid),
-        &EncodingKey::from_rsa_pem(fixture(pem).as_bytes()).unwrap(),
-        claims,
-    )
+    sign(Algorithm::RS256, Some(kid), &EncodingKey::from_rsa_pem(fixture(pem).as_bytes()).unwrap(), claims)
 }
 
 fn es(claims: &Value) -> String {
-    sign(
-        Algorithm::ES256,
-        Some("ec-1"),
-        &EncodingKey::from_ec_pem(fixture("ec1.pem").as_bytes()).unwrap(),
-        claims,
-    )
+    sign(Algorithm::ES256, Some("ec-1"), &EncodingKey::from_ec_pem(fixture("ec1.pem").as_bytes()).unwrap(), claims)
 }
 
 /// A JWKS endpoint on loopback whose keys the test can change, counting its fetches.
@@ -80,12 +61,7 @@ struct Jwks {
 }
 
 async fn serve_jwks(files: &[&str]) -> Jwks {
-    let keys = Arc::new(RwLock::new(
-        files
-            .iter()
-            .map(|f| serde_json::from_str(&fixture(f)).unwrap())
-            .collect(),
-    ));
+    let keys = Arc::new(RwLock::new(files.iter().map(|f| serde_json::from_str(&fixture(f)).unwrap()).collect()));
     let fetches = Arc::new(AtomicUsize::new(0));
     let (k, n) = (keys.clone(), fetches.clone());
     let router = axum::Router::new().route(
@@ -99,10 +75,7 @@ async fn serve_jwks(files: &[&str]) -> Jwks {
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/.well-known/jwks.json",
-        listener.local_addr().unwrap()
-    );
+    let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     Jwks { url, keys, fetches }
 }
@@ -138,10 +111,7 @@ async fn upload_with(app: &TestApp, token: &str, name: &str) -> Value {
     let presigned = presign_with(app, token).await;
     assert_eq!(presigned.status, StatusCode::OK, "{}", presigned.body);
     let url = presigned.body["presignedUrl"].as_str().unwrap();
-    assert_eq!(
-        app.put(url, name.as_bytes().to_vec(), "text/plain").await,
-        StatusCode::OK
-    );
+    assert_eq!(app.put(url, name.as_bytes().to_vec(), "text/plain").await, StatusCode::OK);
     let response = app
         .http
         .post(app.url("/save-b2-metadata"))
@@ -156,26 +126,13 @@ async fn upload_with(app: &TestApp, token: &str, name: &str) -> Value {
 }
 
 async fn list_with(app: &TestApp, token: &str) -> Vec<Value> {
-    let response = app
-        .http
-        .get(app.url("/files"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    reply(response).await.body["files"]
-        .as_array()
-        .unwrap()
-        .clone()
+    let response = app.http.get(app.url("/files")).bearer_auth(token).send().await.unwrap();
+    reply(response).await.body["files"].as_array().unwrap().clone()
 }
 
 fn assert_refused(r: &crate::helpers::Reply, what: &str) {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.body);
-    assert!(
-        ["invalid-token", "token-expired"].contains(&r.code()),
-        "{what}: {}",
-        r.body
-    );
+    assert!(["invalid-token", "token-expired"].contains(&r.code()), "{what}: {}", r.body);
 }
 
 async fn an_hs256_token_names_the_caller_and_x_user_id_is_ignored(backend: Backend) {
@@ -192,19 +149,11 @@ async fn an_hs256_token_names_the_caller_and_x_user_id_is_ignored(backend: Backe
         .unwrap();
     let presigned = reply(presigned).await;
     let key = presigned.body["objectKey"].as_str().unwrap();
-    assert!(
-        app.state.tickets.verify("alice", key).is_ok(),
-        "the key is alice's"
-    );
+    assert!(app.state.tickets.verify("alice", key).is_ok(), "the key is alice's");
     assert!(app.state.tickets.verify("mallory", key).is_err());
     // `ferry token` mints tokens the server accepts.
-    let minted = mint_hs256(
-        &Secret::new(SECRET),
-        "carol",
-        std::time::Duration::from_secs(60),
-        Some(ISSUER),
-        Some(AUDIENCE),
-    );
+    let minted =
+        mint_hs256(&Secret::new(SECRET), "carol", std::time::Duration::from_secs(60), Some(ISSUER), Some(AUDIENCE));
     upload_with(&app, &minted, "carol's").await;
     assert_eq!(list_with(&app, &minted).await.len(), 1);
 }
@@ -212,20 +161,11 @@ async fn an_hs256_token_names_the_caller_and_x_user_id_is_ignored(backend: Backe
 async fn a_call_without_a_token_is_refused_with_a_challenge(backend: Backend) {
     let app = spawn_with_auth(backend, None, "10").await;
     let response = app.get_as("user_123", "/files").await;
-    assert_eq!(
-        response.headers()["www-authenticate"],
-        "Bearer realm=\"ferry\""
-    );
+    assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"ferry\"");
     let r = reply(response).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNAUTHORIZED, "missing-token")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "missing-token"));
     // Health stays open.
-    assert_eq!(
-        app.get_as("user_123", "/healthz").await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get_as("user_123", "/healthz").await.status(), StatusCode::OK);
 }
 
 async fn bad_tokens_are_refused_and_change_nothing(backend: Backend) {
@@ -252,19 +192,11 @@ async fn bad_tokens_are_refused_and_change_nothing(backend: Backend) {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
-    let alg_none = format!(
-        "{}.{}.",
-        b64(&json!({ "alg": "none", "typ": "JWT" })),
-        b64(&claims("alice"))
-    );
+    let alg_none = format!("{}.{}.", b64(&json!({ "alg": "none", "typ": "JWT" })), b64(&claims("alice")));
     // Algorithm confusion: HS256 "signed" with the RSA public key as the HMAC secret.
     let public_pem = fixture("rsa1.pub.pem");
-    let confused = sign(
-        Algorithm::HS256,
-        Some("rsa-1"),
-        &EncodingKey::from_secret(public_pem.as_bytes()),
-        &claims("alice"),
-    );
+    let confused =
+        sign(Algorithm::HS256, Some("rsa-1"), &EncodingKey::from_secret(public_pem.as_bytes()), &claims("alice"));
     let tampered = {
         let good = rs("rsa-1", "rsa1.pem", &claims("alice"));
         let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
@@ -290,21 +222,9 @@ async fn bad_tokens_are_refused_and_change_nothing(backend: Backend) {
     let expired_reply = presign_with(&app, &hs(&expired)).await;
     assert_eq!(expired_reply.code(), "token-expired");
     for header in ["Basic YWxpY2U6cHc=", "Bearer", "Bearer    "] {
-        let response = app
-            .http
-            .get(app.url("/files"))
-            .header("authorization", header)
-            .send()
-            .await
-            .unwrap();
-        let challenge = response.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert!(
-            challenge.contains("error=\"invalid_token\""),
-            "{header}: {challenge}"
-        );
+        let response = app.http.get(app.url("/files")).header("authorization", header).send().await.unwrap();
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(challenge.contains("error=\"invalid_token\""), "{header}: {challenge}");
         assert_refused(&reply(response).await, header);
     }
     assert_eq!(app.row_count().await, 0);
@@ -315,19 +235,11 @@ async fn rs256_and_es256_tokens_verify_through_the_jwks(backend: Backend) {
     let app = spawn_with_auth(backend, Some(&jwks), "10").await;
     upload_with(&app, &rs("rsa-1", "rsa1.pem", &claims("rita")), "by RS256").await;
     upload_with(&app, &es(&claims("eve")), "by ES256").await;
-    assert_eq!(
-        list_with(&app, &rs("rsa-1", "rsa1.pem", &claims("rita")))
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(list_with(&app, &rs("rsa-1", "rsa1.pem", &claims("rita"))).await.len(), 1);
     assert_eq!(list_with(&app, &es(&claims("eve"))).await.len(), 1);
     // An RS256 token claiming the EC key's kid is refused: the key decides the algorithm.
     let mismatched = rs("ec-1", "rsa1.pem", &claims("rita"));
-    assert_refused(
-        &presign_with(&app, &mismatched).await,
-        "RS256 with an EC kid",
-    );
+    assert_refused(&presign_with(&app, &mismatched).await, "RS256 with an EC kid");
 }
 
 async fn a_rotated_key_is_picked_up_and_the_old_one_dropped(backend: Backend) {
@@ -337,32 +249,19 @@ async fn a_rotated_key_is_picked_up_and_the_old_one_dropped(backend: Backend) {
     let new = rs("rsa-2", "rsa2.pem", &claims("rita"));
     assert_eq!(presign_with(&app, &old).await.status, StatusCode::OK);
     *jwks.keys.write().await = vec![serde_json::from_str(&fixture("rsa2.jwk.json")).unwrap()];
-    assert_eq!(
-        presign_with(&app, &new).await.status,
-        StatusCode::OK,
-        "the new kid triggers a refresh"
-    );
+    assert_eq!(presign_with(&app, &new).await.status, StatusCode::OK, "the new kid triggers a refresh");
     assert_refused(&presign_with(&app, &old).await, "the retired key");
 }
 
 async fn bogus_kids_cannot_hammer_the_identity_provider(backend: Backend) {
     let jwks = serve_jwks(&["rsa1.jwk.json"]).await;
     let app = spawn_with_auth(backend, Some(&jwks), "3600").await;
-    assert_eq!(
-        presign_with(&app, &rs("rsa-1", "rsa1.pem", &claims("rita")))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(presign_with(&app, &rs("rsa-1", "rsa1.pem", &claims("rita"))).await.status, StatusCode::OK);
     for i in 0..20 {
         let token = rs(&format!("bogus-{i}"), "rsa1.pem", &claims("rita"));
         assert_refused(&presign_with(&app, &token).await, "bogus kid");
     }
-    assert_eq!(
-        jwks.fetches.load(Ordering::SeqCst),
-        1,
-        "one fetch, however many unknown kids"
-    );
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1, "one fetch, however many unknown kids");
 }
 
 async fn one_users_token_cannot_touch_another_users_files(backend: Backend) {
@@ -373,21 +272,9 @@ async fn one_users_token_cannot_touch_another_users_files(backend: Backend) {
     let key = file["objectKey"].as_str().unwrap();
 
     assert!(list_with(&app, &bob).await.is_empty());
-    let download = app
-        .http
-        .get(app.url(&format!("/files/{id}/download")))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap();
+    let download = app.http.get(app.url(&format!("/files/{id}/download"))).bearer_auth(&bob).send().await.unwrap();
     assert_eq!(download.status(), StatusCode::NOT_FOUND);
-    let delete = app
-        .http
-        .delete(app.url(&format!("/files/{id}")))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap();
+    let delete = app.http.delete(app.url(&format!("/files/{id}"))).bearer_auth(&bob).send().await.unwrap();
     assert_eq!(delete.status(), StatusCode::NOT_FOUND);
     let confirm = app
         .http

@@ -22,31 +22,18 @@ async fn missing_and_empty_fields_are_named(backend: Backend) {
     let app = spawn_app(backend).await;
     for (body, field) in [
         (json!({ "contentType": "image/png" }), "fileName"),
-        (
-            json!({ "fileName": "", "contentType": "image/png" }),
-            "fileName",
-        ),
+        (json!({ "fileName": "", "contentType": "image/png" }), "fileName"),
         (json!({ "fileName": "a.png" }), "contentType"),
-        (
-            json!({ "fileName": "a.png", "contentType": "  " }),
-            "contentType",
-        ),
+        (json!({ "fileName": "a.png", "contentType": "  " }), "contentType"),
     ] {
-        let r = app
-            .post_json_as("user_123", "/presign-b2-upload", &body)
-            .await;
+        let r = app.post_json_as("user_123", "/presign-b2-upload", &body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(r.code(), "missing-field");
         assert_eq!(r.body["success"], false);
         assert!(r.body["error"].as_str().unwrap().contains(field));
     }
-    let r = app
-        .post_json_as("user_123", "/save-b2-metadata", &json!({}))
-        .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::BAD_REQUEST, "missing-field")
-    );
+    let r = app.post_json_as("user_123", "/save-b2-metadata", &json!({})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "missing-field"));
     assert_eq!(app.row_count().await, 0);
 }
 
@@ -58,81 +45,43 @@ async fn wrong_json_types_are_refused(backend: Backend) {
         json!({ "fileName": "a", "contentType": "image/png", "size": -1 }),
         json!("fileName"),
     ] {
-        let r = app
-            .post_json_as("user_123", "/presign-b2-upload", &body)
-            .await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::BAD_REQUEST, "invalid-body"),
-            "{body}"
-        );
+        let r = app.post_json_as("user_123", "/presign-b2-upload", &body).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid-body"), "{body}");
     }
-    let r = app
-        .post_json_as("user_123", "/save-b2-metadata", &json!({ "objectKey": 42 }))
-        .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::BAD_REQUEST, "invalid-body")
-    );
+    let r = app.post_json_as("user_123", "/save-b2-metadata", &json!({ "objectKey": 42 })).await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid-body"));
 }
 
 async fn malformed_json_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     for body in ["{", "{\"fileName\": }", "", "null x"] {
-        let r = app
-            .post_raw("/presign-b2-upload", "application/json", body)
-            .await;
+        let r = app.post_raw("/presign-b2-upload", "application/json", body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body:?}");
-        assert!(
-            ["malformed-json", "invalid-body"].contains(&r.code()),
-            "{body:?}: {}",
-            r.body
-        );
+        assert!(["malformed-json", "invalid-body"].contains(&r.code()), "{body:?}: {}", r.body);
     }
 }
 
 async fn a_body_that_is_not_json_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
-    let r = app
-        .post_raw("/presign-b2-upload", "text/plain", "fileName=a")
-        .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
-    );
+    let r = app.post_raw("/presign-b2-upload", "text/plain", "fileName=a").await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"));
 }
 
 async fn absurd_content_types_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let long = format!("image/{}", "x".repeat(300));
-    for content_type in [
-        "png",
-        "image/",
-        "a b/c",
-        "image/png\r\nx-evil: 1",
-        long.as_str(),
-        "ïmage/png",
-    ] {
+    for content_type in ["png", "image/", "a b/c", "image/png\r\nx-evil: 1", long.as_str(), "ïmage/png"] {
         let r = app.presign("a.png", content_type).await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::BAD_REQUEST, "invalid-content-type"),
-            "{content_type:?}"
-        );
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid-content-type"), "{content_type:?}");
     }
 }
 
 async fn over_long_names_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let r = app.presign(&"a".repeat(5000), "text/plain").await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::BAD_REQUEST, "invalid-file-name")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid-file-name"));
     // A long but acceptable name is shortened, keeping its extension.
-    let r = app
-        .presign(&format!("{}.txt", "b".repeat(1000)), "text/plain")
-        .await;
+    let r = app.presign(&format!("{}.txt", "b".repeat(1000)), "text/plain").await;
     assert_eq!(r.status, StatusCode::OK);
     let key = r.body["objectKey"].as_str().unwrap();
     assert!(key.len() <= 240 && key.ends_with("b.txt"), "{key}");
@@ -140,17 +89,9 @@ async fn over_long_names_are_refused(backend: Backend) {
 
 async fn oversized_bodies_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
-    let huge = format!(
-        "{{\"fileName\": \"{}\", \"contentType\": \"image/png\"}}",
-        "a".repeat(200_000)
-    );
-    let r = app
-        .post_raw("/presign-b2-upload", "application/json", huge)
-        .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large")
-    );
+    let huge = format!("{{\"fileName\": \"{}\", \"contentType\": \"image/png\"}}", "a".repeat(200_000));
+    let r = app.post_raw("/presign-b2-upload", "application/json", huge).await;
+    assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"));
 }
 
 async fn unknown_routes_and_methods_answer_json(backend: Backend) {
@@ -158,25 +99,13 @@ async fn unknown_routes_and_methods_answer_json(backend: Backend) {
     let r = crate::helpers::reply(app.get_as("user_123", "/nope").await).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not-found"));
     let r = crate::helpers::reply(app.get_as("user_123", "/presign-b2-upload").await).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"));
     let r = crate::helpers::reply(app.get_as("user_123", "/files/abc/download").await).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "file-not-found")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "file-not-found"));
     let r = crate::helpers::reply(app.get_as("user_123", "/files?limit=0").await).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::BAD_REQUEST, "invalid-query")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid-query"));
     let r = crate::helpers::reply(app.get_as("user_123", "/files?cursor=zzz").await).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::BAD_REQUEST, "invalid-query")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid-query"));
 }
 
 async fn dangerous_file_names_become_safe_keys(backend: Backend) {
@@ -187,14 +116,7 @@ async fn dangerous_file_names_become_safe_keys(backend: Backend) {
         ("nul\0byte.txt", "-nulbyte.txt"),
         ("evil\u{202E}gnp.exe", "-evilgnp.exe"),
     ] {
-        let file = app
-            .upload_as(
-                "user_123",
-                name,
-                "application/octet-stream",
-                b"payload".to_vec(),
-            )
-            .await;
+        let file = app.upload_as("user_123", name, "application/octet-stream", b"payload".to_vec()).await;
         let key = file["objectKey"].as_str().unwrap();
         assert!(key.ends_with(expected_suffix), "{name:?} became {key:?}");
         assert!(!key.contains('/') && !key.contains("..") && !key.contains('\0'));
@@ -209,8 +131,5 @@ async fn a_bad_user_header_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let too_long = "u".repeat(300);
     let r = app.presign_as(&too_long, "a.png", "image/png").await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::BAD_REQUEST, "invalid-user-id")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid-user-id"));
 }

@@ -21,25 +21,10 @@ const HOUR: Duration = Duration::from_secs(3600);
 async fn a_ranged_get_returns_just_the_range(backend: Backend) {
     let app = spawn_app(backend).await;
     let bytes = random_bytes(10_000);
-    let file = app
-        .upload_as(
-            "user_123",
-            "r.bin",
-            "application/octet-stream",
-            bytes.clone(),
-        )
-        .await;
+    let file = app.upload_as("user_123", "r.bin", "application/octet-stream", bytes.clone()).await;
     let (bucket, creds) = app.store_bucket();
-    let url = bucket
-        .get_object(Some(&creds), file["objectKey"].as_str().unwrap())
-        .sign(HOUR);
-    let response = app
-        .http
-        .get(url)
-        .header("range", "bytes=100-199")
-        .send()
-        .await
-        .unwrap();
+    let url = bucket.get_object(Some(&creds), file["objectKey"].as_str().unwrap()).sign(HOUR);
+    let response = app.http.get(url).header("range", "bytes=100-199").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(response.headers()["content-range"], "bytes 100-199/10000");
     assert_eq!(response.bytes().await.unwrap().as_ref(), &bytes[100..200]);
@@ -66,15 +51,9 @@ async fn a_signed_traversal_key_stays_inside_the_store(backend: Backend) {
         std::iter::empty(),
         std::iter::once(("content-type", "text/plain")),
     );
-    assert_eq!(
-        app.put(signed.as_str(), b"trapped".to_vec(), "text/plain")
-            .await,
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(app.put(signed.as_str(), b"trapped".to_vec(), "text/plain").await, StatusCode::FORBIDDEN);
     let root = app.data_dir.path();
-    assert!(
-        !root.join("escaped.txt").exists() && !root.parent().unwrap().join("escaped.txt").exists()
-    );
+    assert!(!root.join("escaped.txt").exists() && !root.parent().unwrap().join("escaped.txt").exists());
 }
 
 async fn multipart_uploads_accept_only_the_stores_own_etags(backend: Backend) {
@@ -82,90 +61,36 @@ async fn multipart_uploads_accept_only_the_stores_own_etags(backend: Backend) {
     let (bucket, creds) = app.store_bucket();
     let key = "big/multi.bin";
     let create = CreateMultipartUpload::new(&bucket, Some(&creds), key).sign(HOUR);
-    let body = app
-        .http
-        .post(create)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let upload_id = CreateMultipartUpload::parse_response(&body)
-        .unwrap()
-        .upload_id()
-        .to_owned();
+    let body = app.http.post(create).send().await.unwrap().text().await.unwrap();
+    let upload_id = CreateMultipartUpload::parse_response(&body).unwrap().upload_id().to_owned();
 
     let parts = [random_bytes(5 * 1024 * 1024), random_bytes(1234)];
     let mut etags = Vec::new();
     for (i, part) in parts.iter().enumerate() {
-        let url = bucket
-            .upload_part(Some(&creds), key, (i + 1) as u16, &upload_id)
-            .sign(HOUR);
+        let url = bucket.upload_part(Some(&creds), key, (i + 1) as u16, &upload_id).sign(HOUR);
         let response = app.http.put(url).body(part.clone()).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        etags.push(
-            response.headers()["etag"]
-                .to_str()
-                .unwrap()
-                .trim_matches('"')
-                .to_owned(),
-        );
+        etags.push(response.headers()["etag"].to_str().unwrap().trim_matches('"').to_owned());
     }
 
     let bogus = ["0123456789abcdef0123456789abcdef", etags[1].as_str()];
-    let complete = CompleteMultipartUpload::new(
-        &bucket,
-        Some(&creds),
-        key,
-        &upload_id,
-        bogus.iter().copied(),
-    );
+    let complete = CompleteMultipartUpload::new(&bucket, Some(&creds), key, &upload_id, bogus.iter().copied());
     let url = complete.sign(HOUR);
-    let response = app
-        .http
-        .post(url)
-        .body(complete.body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::BAD_REQUEST,
-        "a bogus part ETag is refused"
-    );
+    let response = app.http.post(url).body(complete.body()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "a bogus part ETag is refused");
     assert!(!app.object_exists(key).await);
 
-    let complete = CompleteMultipartUpload::new(
-        &bucket,
-        Some(&creds),
-        key,
-        &upload_id,
-        etags.iter().map(String::as_str),
-    );
+    let complete =
+        CompleteMultipartUpload::new(&bucket, Some(&creds), key, &upload_id, etags.iter().map(String::as_str));
     let url = complete.sign(HOUR);
-    let response = app
-        .http
-        .post(url)
-        .body(complete.body())
-        .send()
-        .await
-        .unwrap();
+    let response = app.http.post(url).body(complete.body()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let info = app.state.store.head(key).await.unwrap().unwrap();
     assert_eq!(info.size, (5 * 1024 * 1024 + 1234) as u64);
     assert!(info.etag.unwrap().ends_with("-2"));
 
     let url = bucket.get_object(Some(&creds), key).sign(HOUR);
-    let stored = app
-        .http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let stored = app.http.get(url).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(stored.len(), parts[0].len() + parts[1].len());
     assert_eq!(&stored[..parts[0].len()], parts[0].as_slice());
     assert_eq!(&stored[parts[0].len()..], parts[1].as_slice());
@@ -175,30 +100,16 @@ async fn the_store_answers_cors_preflights_for_allowed_origins_only(backend: Bac
     let app = spawn_app_with(backend, &[("FERRY_CORS_ORIGINS", "https://app.example")]).await;
     let preflight = |origin: &'static str| {
         app.http
-            .request(
-                reqwest::Method::OPTIONS,
-                format!("http://{}/ferry/some-key", app.store_addr.unwrap()),
-            )
+            .request(reqwest::Method::OPTIONS, format!("http://{}/ferry/some-key", app.store_addr.unwrap()))
             .header("origin", origin)
             .header("access-control-request-method", "PUT")
             .header("access-control-request-headers", "content-type")
             .send()
     };
     let allowed = preflight("https://app.example").await.unwrap();
-    assert_eq!(
-        allowed.headers()["access-control-allow-origin"],
-        "https://app.example"
-    );
-    let methods = allowed.headers()["access-control-allow-methods"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example");
+    let methods = allowed.headers()["access-control-allow-methods"].to_str().unwrap().to_owned();
     assert!(methods.contains("PUT"), "{methods}");
     let refused = preflight("https://evil.example").await.unwrap();
-    assert!(
-        refused
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
 }

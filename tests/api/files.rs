@@ -14,77 +14,39 @@ crate::on_both_backends!(
 async fn files_are_listed_newest_first_with_keyset_pagination(backend: Backend) {
     let app = spawn_app(backend).await;
     for i in 0..5 {
-        app.upload_as(
-            "alice",
-            &format!("f{i}.txt"),
-            "text/plain",
-            vec![b'x'; i + 1],
-        )
-        .await;
+        app.upload_as("alice", &format!("f{i}.txt"), "text/plain", vec![b'x'; i + 1]).await;
     }
-    app.upload_as("bob", "bob.txt", "text/plain", b"b".to_vec())
-        .await;
+    app.upload_as("bob", "bob.txt", "text/plain", b"b".to_vec()).await;
 
     let first = reply(app.get_as("alice", "/files?limit=2").await).await;
     assert_eq!(first.status, StatusCode::OK);
-    let names: Vec<&str> = first.body["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["fileName"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> =
+        first.body["files"].as_array().unwrap().iter().map(|f| f["fileName"].as_str().unwrap()).collect();
     assert_eq!(names, ["f4.txt", "f3.txt"]);
     let cursor = first.body["nextCursor"].as_str().unwrap();
 
-    let second = reply(
-        app.get_as("alice", &format!("/files?limit=2&cursor={cursor}"))
-            .await,
-    )
-    .await;
-    let names: Vec<&str> = second.body["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["fileName"].as_str().unwrap())
-        .collect();
+    let second = reply(app.get_as("alice", &format!("/files?limit=2&cursor={cursor}")).await).await;
+    let names: Vec<&str> =
+        second.body["files"].as_array().unwrap().iter().map(|f| f["fileName"].as_str().unwrap()).collect();
     assert_eq!(names, ["f2.txt", "f1.txt"]);
 
     let all = reply(app.get_as("alice", "/files").await).await;
     assert_eq!(all.body["files"].as_array().unwrap().len(), 5);
     assert!(all.body["nextCursor"].is_null());
     let file = &all.body["files"][0];
-    for field in [
-        "id",
-        "objectKey",
-        "fileUrl",
-        "contentType",
-        "size",
-        "uploadTimestamp",
-    ] {
+    for field in ["id", "objectKey", "fileUrl", "contentType", "size", "uploadTimestamp"] {
         assert!(!file[field].is_null(), "{field} missing in {file}");
     }
 }
 
 async fn another_users_file_is_a_404_everywhere(backend: Backend) {
     let app = spawn_app(backend).await;
-    let file = app
-        .upload_as("alice", "secret.txt", "text/plain", b"alice's".to_vec())
-        .await;
+    let file = app.upload_as("alice", "secret.txt", "text/plain", b"alice's".to_vec()).await;
     let id = file["id"].as_i64().unwrap();
-    let r = reply(
-        app.get_as("mallory", &format!("/files/{id}/download"))
-            .await,
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "file-not-found")
-    );
+    let r = reply(app.get_as("mallory", &format!("/files/{id}/download")).await).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "file-not-found"));
     let r = app.delete_as("mallory", &format!("/files/{id}")).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "file-not-found")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "file-not-found"));
     let listed = reply(app.get_as("mallory", "/files").await).await;
     assert!(listed.body["files"].as_array().unwrap().is_empty());
     let key = file["objectKey"].as_str().unwrap();
@@ -94,36 +56,19 @@ async fn another_users_file_is_a_404_everywhere(backend: Backend) {
 
 async fn a_download_names_the_original_file(backend: Backend) {
     let app = spawn_app(backend).await;
-    let file = app
-        .upload_as(
-            "user_123",
-            "Résumé 2026.pdf",
-            "application/pdf",
-            b"%PDF".to_vec(),
-        )
-        .await;
+    let file = app.upload_as("user_123", "Résumé 2026.pdf", "application/pdf", b"%PDF".to_vec()).await;
     let id = file["id"].as_i64().unwrap();
-    let redirect = app
-        .get_as("user_123", &format!("/files/{id}/download"))
-        .await;
+    let redirect = app.get_as("user_123", &format!("/files/{id}/download")).await;
     let location = redirect.headers()["location"].to_str().unwrap().to_owned();
     let object = app.http.get(location).send().await.unwrap();
-    let disposition = object.headers()["content-disposition"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let disposition = object.headers()["content-disposition"].to_str().unwrap().to_owned();
     assert!(disposition.starts_with("attachment;"), "{disposition}");
-    assert!(
-        disposition.contains("filename*=UTF-8''R%C3%A9sum%C3%A9%202026.pdf"),
-        "{disposition}"
-    );
+    assert!(disposition.contains("filename*=UTF-8''R%C3%A9sum%C3%A9%202026.pdf"), "{disposition}");
 }
 
 async fn a_delete_removes_the_object_and_the_row(backend: Backend) {
     let app = spawn_app(backend).await;
-    let file = app
-        .upload_as("user_123", "bye.txt", "text/plain", b"bye".to_vec())
-        .await;
+    let file = app.upload_as("user_123", "bye.txt", "text/plain", b"bye".to_vec()).await;
     let id = file["id"].as_i64().unwrap();
     let key = file["objectKey"].as_str().unwrap();
     let r = app.delete_as("user_123", &format!("/files/{id}")).await;

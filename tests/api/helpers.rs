@@ -36,7 +36,8 @@ pub enum Backend {
 }
 
 /// The guide's own query, word for word.
-pub const GUIDE_SELECT: &str = "SELECT id, object_key, file_url, user_id, upload_timestamp FROM b2_files WHERE user_id = 'user_123'";
+pub const GUIDE_SELECT: &str =
+    "SELECT id, object_key, file_url, user_id, upload_timestamp FROM b2_files WHERE user_id = 'user_123'";
 pub const UPLOAD_SECRET: &str = "test upload secret";
 
 pub struct TestApp {
@@ -50,19 +51,22 @@ pub struct TestApp {
     _server: tokio::task::JoinHandle<()>,
 }
 
+/// A plain connection to the test cluster (no TLS: it listens on loopback only).
+pub async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to test cluster");
+    tokio::spawn(connection);
+    client
+}
+
 /// A fresh Postgres database on the test cluster.
 async fn fresh_postgres_database() -> String {
     let admin = std::env::var("FERRY_TEST_POSTGRES_URL").expect(
         "Postgres tests need FERRY_TEST_POSTGRES_URL (the README's test command starts a throwaway cluster and sets it)",
     );
     let name = format!("ferry_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-        .await
-        .expect("connect to test cluster");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
+    let client = pg_client(&admin).await;
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
     let (base, _) = admin.rsplit_once('/').expect("admin URL ends in /database");
     format!("{base}/{name}")
 }
@@ -75,17 +79,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = match backend {
-        Backend::Sqlite => format!(
-            "sqlite://{}?mode=rwc",
-            data_dir.path().join("ferry.db").display()
-        ),
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", data_dir.path().join("ferry.db").display()),
         Backend::Postgres => fresh_postgres_database().await,
     };
     let mut vars: HashMap<String, String> = HashMap::from([
-        (
-            "FERRY_DATA_DIR".into(),
-            data_dir.path().display().to_string(),
-        ),
+        ("FERRY_DATA_DIR".into(), data_dir.path().display().to_string()),
         ("DATABASE_URL".into(), database_url.clone()),
         ("FERRY_SWEEP_INTERVAL".into(), "0".into()),
         ("FERRY_UPLOAD_SECRET".into(), UPLOAD_SECRET.into()),
@@ -96,32 +94,19 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     let cfg = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
     let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let store = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build(cfg, api, Some(store))
-        .await
-        .expect("Ferry starts");
+    let app = Application::build(cfg, api, Some(store)).await.expect("Ferry starts");
     let addr = app.api_addr();
     let store_addr = app.store_addr();
     let state = app.state().clone();
     let server = tokio::spawn(async move {
-        app.run_until_stopped(std::future::pending())
-            .await
-            .expect("server runs");
+        app.run_until_stopped(std::future::pending()).await.expect("server runs");
     });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    TestApp {
-        addr,
-        store_addr,
-        http,
-        data_dir,
-        backend,
-        database_url,
-        state,
-        _server: server,
-    }
+    TestApp { addr, store_addr, http, data_dir, backend, database_url, state, _server: server }
 }
 
 /// A JSON reply: status and body.
@@ -139,8 +124,7 @@ impl Reply {
 pub async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status();
     let text = response.text().await.unwrap();
-    let body =
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
     Reply { status, body }
 }
 
@@ -149,42 +133,20 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    pub async fn post_raw(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: impl Into<reqwest::Body>,
-    ) -> Reply {
-        let response = self
-            .http
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let response =
+            self.http.post(self.url(path)).header("content-type", content_type).body(body).send().await.unwrap();
         reply(response).await
     }
 
     pub async fn post_json_as(&self, user: &str, path: &str, body: &Value) -> Reply {
-        let response = self
-            .http
-            .post(self.url(path))
-            .header("x-user-id", user)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
+        let response = self.http.post(self.url(path)).header("x-user-id", user).json(body).send().await.unwrap();
         reply(response).await
     }
 
     pub async fn presign_as(&self, user: &str, file_name: &str, content_type: &str) -> Reply {
-        self.post_json_as(
-            user,
-            "/presign-b2-upload",
-            &json!({ "fileName": file_name, "contentType": content_type }),
-        )
-        .await
+        self.post_json_as(user, "/presign-b2-upload", &json!({ "fileName": file_name, "contentType": content_type }))
+            .await
     }
 
     pub async fn presign(&self, file_name: &str, content_type: &str) -> Reply {
@@ -192,8 +154,7 @@ impl TestApp {
     }
 
     pub async fn confirm_as(&self, user: &str, key: &str) -> Reply {
-        self.post_json_as(user, "/save-b2-metadata", &json!({ "objectKey": key }))
-            .await
+        self.post_json_as(user, "/save-b2-metadata", &json!({ "objectKey": key })).await
     }
 
     pub async fn confirm(&self, key: &str) -> Reply {
@@ -202,24 +163,11 @@ impl TestApp {
 
     /// The guide's step 2: `curl -X PUT --upload-file F -H "Content-Type: T" URL`.
     pub async fn put(&self, presigned_url: &str, bytes: Vec<u8>, content_type: &str) -> StatusCode {
-        self.http
-            .put(presigned_url)
-            .header("content-type", content_type)
-            .body(bytes)
-            .send()
-            .await
-            .unwrap()
-            .status()
+        self.http.put(presigned_url).header("content-type", content_type).body(bytes).send().await.unwrap().status()
     }
 
     /// Presign, PUT and confirm; returns the confirmed file's JSON.
-    pub async fn upload_as(
-        &self,
-        user: &str,
-        file_name: &str,
-        content_type: &str,
-        bytes: Vec<u8>,
-    ) -> Value {
+    pub async fn upload_as(&self, user: &str, file_name: &str, content_type: &str, bytes: Vec<u8>) -> Value {
         let presigned = self.presign_as(user, file_name, content_type).await;
         assert_eq!(presigned.status, StatusCode::OK, "{}", presigned.body);
         let url = presigned.body["presignedUrl"].as_str().unwrap();
@@ -231,24 +179,11 @@ impl TestApp {
     }
 
     pub async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
-            .header("x-user-id", user)
-            .send()
-            .await
-            .unwrap()
+        self.http.get(self.url(path)).header("x-user-id", user).send().await.unwrap()
     }
 
     pub async fn delete_as(&self, user: &str, path: &str) -> Reply {
-        reply(
-            self.http
-                .delete(self.url(path))
-                .header("x-user-id", user)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        reply(self.http.delete(self.url(path)).header("x-user-id", user).send().await.unwrap()).await
     }
 
     /// Follows a download redirect and returns the bytes.
@@ -267,26 +202,12 @@ impl TestApp {
             Backend::Sqlite => {
                 let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
                 let rows = sqlx::query(GUIDE_SELECT).fetch_all(&pool).await.unwrap();
-                rows.iter()
-                    .map(|r| {
-                        (
-                            r.get::<String, _>("object_key"),
-                            r.get::<String, _>("user_id"),
-                        )
-                    })
-                    .collect()
+                rows.iter().map(|r| (r.get::<String, _>("object_key"), r.get::<String, _>("user_id"))).collect()
             }
             Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
-                let rows = sqlx::query(GUIDE_SELECT).fetch_all(&pool).await.unwrap();
-                rows.iter()
-                    .map(|r| {
-                        (
-                            r.get::<String, _>("object_key"),
-                            r.get::<String, _>("user_id"),
-                        )
-                    })
-                    .collect()
+                let client = pg_client(&self.database_url).await;
+                let rows = client.query(GUIDE_SELECT, &[]).await.unwrap();
+                rows.iter().map(|r| (r.get::<_, String>("object_key"), r.get::<_, String>("user_id"))).collect()
             }
         }
     }
@@ -299,22 +220,15 @@ impl TestApp {
                 let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
                 sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
             }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
-                sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
-            }
+            Backend::Postgres => pg_client(&self.database_url).await.query_one(sql, &[]).await.unwrap().get(0),
         }
     }
 
     /// The embedded store's credentials, as a standard S3 client would use them.
     pub fn store_bucket(&self) -> (rusty_s3::Bucket, rusty_s3::Credentials) {
         let secret = std::fs::read_to_string(self.data_dir.path().join(".ferry-secret")).unwrap();
-        let endpoint = format!("http://{}", self.store_addr.unwrap())
-            .parse()
-            .unwrap();
-        let bucket =
-            rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, "ferry", "us-east-1")
-                .unwrap();
+        let endpoint = format!("http://{}", self.store_addr.unwrap()).parse().unwrap();
+        let bucket = rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, "ferry", "us-east-1").unwrap();
         (bucket, rusty_s3::Credentials::new("ferry", secret.trim()))
     }
 
@@ -324,14 +238,9 @@ impl TestApp {
         use rusty_s3::S3Action;
         let (bucket, creds) = self.store_bucket();
         let mut action = bucket.put_object(Some(&creds), key);
-        action
-            .headers_mut()
-            .insert("content-type", content_type.to_owned());
+        action.headers_mut().insert("content-type", content_type.to_owned());
         let url = action.sign(Duration::from_secs(60));
-        assert_eq!(
-            self.put(url.as_str(), bytes, content_type).await,
-            StatusCode::OK
-        );
+        assert_eq!(self.put(url.as_str(), bytes, content_type).await, StatusCode::OK);
     }
 
     pub async fn object_exists(&self, key: &str) -> bool {
@@ -345,10 +254,7 @@ impl TestApp {
 }
 
 pub fn now_unix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as u32
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32
 }
 
 pub fn random_bytes(len: usize) -> Vec<u8> {
@@ -373,11 +279,7 @@ impl ExternalStore {
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut store = Self {
-            addr,
-            root: tempfile::tempdir().unwrap(),
-            task: None,
-        };
+        let mut store = Self { addr, root: tempfile::tempdir().unwrap(), task: None };
         store.serve(listener);
         store
     }
@@ -406,9 +308,7 @@ impl ExternalStore {
 
     pub async fn restart(&mut self) {
         self.stop().await;
-        let listener = TcpListener::bind(self.addr)
-            .await
-            .expect("rebind the store's port");
+        let listener = TcpListener::bind(self.addr).await.expect("rebind the store's port");
         self.serve(listener);
     }
 
@@ -423,11 +323,7 @@ impl ExternalStore {
 }
 
 /// Ferry configured with an external bucket (a standalone store the test controls).
-pub async fn spawn_app_with_store(
-    backend: Backend,
-    store: &ExternalStore,
-    extra: &[(&str, &str)],
-) -> TestApp {
+pub async fn spawn_app_with_store(backend: Backend, store: &ExternalStore, extra: &[(&str, &str)]) -> TestApp {
     let vars = store.vars();
     let mut all: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(extra);

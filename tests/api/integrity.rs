@@ -3,9 +3,7 @@
 use ferry::db::NewFile;
 use reqwest::StatusCode;
 
-use crate::helpers::{
-    Backend, ExternalStore, now_unix, random_bytes, spawn_app, spawn_app_with, spawn_app_with_store,
-};
+use crate::helpers::{Backend, ExternalStore, now_unix, random_bytes, spawn_app, spawn_app_with, spawn_app_with_store};
 
 crate::on_both_backends!(
     a_forged_key_is_refused_and_writes_nothing,
@@ -29,11 +27,7 @@ async fn a_forged_key_is_refused_and_writes_nothing(backend: Backend) {
         "../../etc/passwd".to_owned(),
     ] {
         let r = app.confirm(&key).await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::FORBIDDEN, "upload-not-issued"),
-            "{key}"
-        );
+        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "upload-not-issued"), "{key}");
     }
     assert_eq!(app.row_count().await, 0);
 }
@@ -42,17 +36,9 @@ async fn another_users_key_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let presigned = app.presign_as("alice", "a.txt", "text/plain").await;
     let key = presigned.body["objectKey"].as_str().unwrap();
-    app.put(
-        presigned.body["presignedUrl"].as_str().unwrap(),
-        b"alice".to_vec(),
-        "text/plain",
-    )
-    .await;
+    app.put(presigned.body["presignedUrl"].as_str().unwrap(), b"alice".to_vec(), "text/plain").await;
     let r = app.confirm_as("mallory", key).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::FORBIDDEN, "upload-not-issued")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "upload-not-issued"));
     assert_eq!(app.row_count().await, 0);
     assert_eq!(app.confirm_as("alice", key).await.status, StatusCode::OK);
 }
@@ -62,16 +48,8 @@ async fn a_confirm_before_the_upload_can_be_retried(backend: Backend) {
     let presigned = app.presign("late.txt", "text/plain").await;
     let key = presigned.body["objectKey"].as_str().unwrap();
     let early = app.confirm(key).await;
-    assert_eq!(
-        (early.status, early.code()),
-        (StatusCode::CONFLICT, "upload-not-found")
-    );
-    app.put(
-        presigned.body["presignedUrl"].as_str().unwrap(),
-        b"now".to_vec(),
-        "text/plain",
-    )
-    .await;
+    assert_eq!((early.status, early.code()), (StatusCode::CONFLICT, "upload-not-found"));
+    app.put(presigned.body["presignedUrl"].as_str().unwrap(), b"now".to_vec(), "text/plain").await;
     assert_eq!(app.confirm(key).await.status, StatusCode::OK);
 }
 
@@ -89,62 +67,33 @@ async fn an_oversized_upload_is_refused_and_removed(backend: Backend) {
     let presigned = app.presign("big.bin", "application/octet-stream").await;
     let key = presigned.body["objectKey"].as_str().unwrap();
     let url = presigned.body["presignedUrl"].as_str().unwrap();
-    assert_eq!(
-        app.put(url, random_bytes(2000), "application/octet-stream")
-            .await,
-        StatusCode::OK
-    );
+    assert_eq!(app.put(url, random_bytes(2000), "application/octet-stream").await, StatusCode::OK);
     let r = app.confirm(key).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "object-too-large")
-    );
-    assert!(
-        !app.object_exists(key).await,
-        "the oversized object is deleted"
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "object-too-large"));
+    assert!(!app.object_exists(key).await, "the oversized object is deleted");
     assert_eq!(app.row_count().await, 0);
 }
 
 async fn a_presign_over_the_limit_is_refused(backend: Backend) {
     let app = spawn_app_with(backend, &[("FERRY_MAX_FILE_SIZE", "1000")]).await;
     let body = serde_json::json!({ "fileName": "big.bin", "contentType": "application/octet-stream", "size": 1001 });
-    let r = app
-        .post_json_as("user_123", "/presign-b2-upload", &body)
-        .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::BAD_REQUEST, "file-too-large")
-    );
+    let r = app.post_json_as("user_123", "/presign-b2-upload", &body).await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "file-too-large"));
 }
 
 async fn a_disallowed_type_is_refused_at_presign_and_at_confirm(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[("FERRY_ALLOWED_TYPES", "image/*, application/pdf")],
-    )
-    .await;
+    let app = spawn_app_with(backend, &[("FERRY_ALLOWED_TYPES", "image/*, application/pdf")]).await;
     let r = app.presign("page.html", "text/html").await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::BAD_REQUEST, "content-type-not-allowed")
-    );
-    assert_eq!(
-        app.presign("doc.pdf", "application/pdf").await.status,
-        StatusCode::OK
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "content-type-not-allowed"));
+    assert_eq!(app.presign("doc.pdf", "application/pdf").await.status, StatusCode::OK);
 
     // A client that got a key for an image but stored HTML (through a store that does not
     // enforce signed headers) is caught at confirm, and the object is removed.
     let presigned = app.presign("cat.png", "image/png").await;
     let key = presigned.body["objectKey"].as_str().unwrap();
-    app.put_directly(key, b"<script>".to_vec(), "text/html")
-        .await;
+    app.put_directly(key, b"<script>".to_vec(), "text/html").await;
     let r = app.confirm(key).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "object-type-not-allowed")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "object-type-not-allowed"));
     assert!(!app.object_exists(key).await);
     assert_eq!(app.row_count().await, 0);
 }
@@ -153,12 +102,7 @@ async fn repeated_and_concurrent_confirms_make_one_row(backend: Backend) {
     let app = spawn_app(backend).await;
     let presigned = app.presign("once.txt", "text/plain").await;
     let key = presigned.body["objectKey"].as_str().unwrap().to_owned();
-    app.put(
-        presigned.body["presignedUrl"].as_str().unwrap(),
-        b"once".to_vec(),
-        "text/plain",
-    )
-    .await;
+    app.put(presigned.body["presignedUrl"].as_str().unwrap(), b"once".to_vec(), "text/plain").await;
     let confirms = (0..8).map(|_| app.confirm(&key));
     let replies = futures::future::join_all(confirms).await;
     let ids: std::collections::HashSet<i64> = replies
@@ -169,28 +113,20 @@ async fn repeated_and_concurrent_confirms_make_one_row(backend: Backend) {
         })
         .collect();
     assert_eq!(ids.len(), 1, "every confirm returns the same record");
-    assert_eq!(
-        app.confirm(&key).await.body["file"]["id"].as_i64(),
-        ids.into_iter().next()
-    );
+    assert_eq!(app.confirm(&key).await.body["file"]["id"].as_i64(), ids.into_iter().next());
     assert_eq!(app.row_count().await, 1);
 }
 
 async fn a_delete_interrupted_by_the_store_is_finished_by_cleanup(backend: Backend) {
     let mut store = ExternalStore::start().await;
     let app = spawn_app_with_store(backend, &store, &[("FERRY_SWEEP_DELETE_AGE", "0")]).await;
-    let file = app
-        .upload_as("user_123", "doomed.txt", "text/plain", b"doomed".to_vec())
-        .await;
+    let file = app.upload_as("user_123", "doomed.txt", "text/plain", b"doomed".to_vec()).await;
     let id = file["id"].as_i64().unwrap();
     let key = file["objectKey"].as_str().unwrap();
 
     store.stop().await;
     let r = app.delete_as("user_123", &format!("/files/{id}")).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"));
     // The file is hidden from its owner at once, though its row waits for the store.
     let listed = crate::helpers::reply(app.get_as("user_123", "/files").await).await;
     assert!(listed.body["files"].as_array().unwrap().is_empty());
@@ -205,20 +141,14 @@ async fn a_delete_interrupted_by_the_store_is_finished_by_cleanup(backend: Backe
 }
 
 async fn cleanup_removes_unconfirmed_uploads_and_keeps_the_rest(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[("FERRY_CONFIRM_GRACE", "60"), ("FERRY_SWEEP_MARGIN", "0")],
-    )
-    .await;
+    let app = spawn_app_with(backend, &[("FERRY_CONFIRM_GRACE", "60"), ("FERRY_SWEEP_MARGIN", "0")]).await;
     let long_ago = now_unix() - 3600;
     // Never confirmed, past its deadline: an orphan.
     let orphan = app.issue_key("user_123", "orphan.txt", long_ago);
-    app.put_directly(&orphan, b"orphan".to_vec(), "text/plain")
-        .await;
+    app.put_directly(&orphan, b"orphan".to_vec(), "text/plain").await;
     // Confirmed back then: it has a row.
     let kept = app.issue_key("user_123", "kept.txt", long_ago);
-    app.put_directly(&kept, b"kept".to_vec(), "text/plain")
-        .await;
+    app.put_directly(&kept, b"kept".to_vec(), "text/plain").await;
     let new = NewFile {
         object_key: kept.clone(),
         file_url: "u".into(),
@@ -227,26 +157,17 @@ async fn cleanup_removes_unconfirmed_uploads_and_keeps_the_rest(backend: Backend
         size: 4,
         etag: None,
     };
-    app.state.db.record("user_123", &new).await.unwrap();
+    app.state.db.record(&ferry::auth::Caller::from_user_id("user_123"), &new).await.unwrap();
     // Still within its window: may yet be confirmed.
     let pending = app.presign("pending.txt", "text/plain").await;
     let pending_key = pending.body["objectKey"].as_str().unwrap();
-    app.put(
-        pending.body["presignedUrl"].as_str().unwrap(),
-        b"p".to_vec(),
-        "text/plain",
-    )
-    .await;
+    app.put(pending.body["presignedUrl"].as_str().unwrap(), b"p".to_vec(), "text/plain").await;
     // Not a Ferry key at all: never touched.
-    app.put_directly("backups/keep-me.txt", b"mine".to_vec(), "text/plain")
-        .await;
+    app.put_directly("backups/keep-me.txt", b"mine".to_vec(), "text/plain").await;
 
     let dry = ferry::sweep::sweep_once(&app.state, true).await.unwrap();
     assert_eq!(dry.orphans, vec![orphan.clone()]);
-    assert!(
-        app.object_exists(&orphan).await,
-        "a dry run changes nothing"
-    );
+    assert!(app.object_exists(&orphan).await, "a dry run changes nothing");
 
     let report = ferry::sweep::sweep_once(&app.state, false).await.unwrap();
     assert_eq!(report.orphans, vec![orphan.clone()]);
@@ -256,11 +177,5 @@ async fn cleanup_removes_unconfirmed_uploads_and_keeps_the_rest(backend: Backend
         assert!(app.object_exists(key).await, "{key} is kept");
     }
     // A second sweeper finds nothing left to do.
-    assert!(
-        ferry::sweep::sweep_once(&app.state, false)
-            .await
-            .unwrap()
-            .orphans
-            .is_empty()
-    );
+    assert!(ferry::sweep::sweep_once(&app.state, false).await.unwrap().orphans.is_empty());
 }

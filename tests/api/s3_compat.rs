@@ -8,35 +8,19 @@ use rusty_s3::S3Action;
 
 use crate::helpers::{Backend, TestApp, random_bytes, spawn_app_with};
 
-crate::on_both_backends!(
-    the_guides_walkthrough_works_against_moto,
-    deletes_and_cleanup_work_against_moto
-);
+crate::on_both_backends!(the_guides_walkthrough_works_against_moto, deletes_and_cleanup_work_against_moto);
 
 async fn spawn_against_moto(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     let endpoint = std::env::var("FERRY_TEST_MOTO_URL")
         .expect("S3 compatibility tests need FERRY_TEST_MOTO_URL (the README's test command starts moto and sets it)");
     let bucket_name = format!("ferry-{}", uuid::Uuid::new_v4().simple());
     let creds = rusty_s3::Credentials::new("moto-key", "moto-secret");
-    let bucket = rusty_s3::Bucket::new(
-        endpoint.parse().unwrap(),
-        rusty_s3::UrlStyle::Path,
-        bucket_name.clone(),
-        "us-east-1",
-    )
-    .unwrap();
+    let bucket =
+        rusty_s3::Bucket::new(endpoint.parse().unwrap(), rusty_s3::UrlStyle::Path, bucket_name.clone(), "us-east-1")
+            .unwrap();
     let create = bucket.create_bucket(&creds).sign(Duration::from_secs(60));
-    let created = reqwest::Client::new()
-        .put(create)
-        .header("content-length", "0")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        created.status().is_success(),
-        "moto created the bucket: {}",
-        created.status()
-    );
+    let created = reqwest::Client::new().put(create).header("content-length", "0").send().await.unwrap();
+    assert!(created.status().is_success(), "moto created the bucket: {}", created.status());
     let mut vars = vec![
         ("S3_ENDPOINT", endpoint.as_str()),
         ("S3_BUCKET", bucket_name.as_str()),
@@ -49,39 +33,22 @@ async fn spawn_against_moto(backend: Backend, extra: &[(&str, &str)]) -> TestApp
 
 async fn the_guides_walkthrough_works_against_moto(backend: Backend) {
     let app = spawn_against_moto(backend, &[]).await;
-    assert!(
-        app.store_addr.is_none(),
-        "no embedded store when a bucket is configured"
-    );
+    assert!(app.store_addr.is_none(), "no embedded store when a bucket is configured");
     let bytes = random_bytes(1_500_000);
-    let file = app
-        .upload_as("user_123", "photo.jpg", "image/jpeg", bytes.clone())
-        .await;
+    let file = app.upload_as("user_123", "photo.jpg", "image/jpeg", bytes.clone()).await;
     assert_eq!(file["size"], 1_500_000);
     assert_eq!(file["contentType"], "image/jpeg");
     assert_eq!(app.guide_select().await.len(), 1);
-    assert_eq!(
-        app.download_as("user_123", file["id"].as_i64().unwrap())
-            .await,
-        bytes
-    );
+    assert_eq!(app.download_as("user_123", file["id"].as_i64().unwrap()).await, bytes);
     let ready = app.get_as("user_123", "/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
 }
 
 async fn deletes_and_cleanup_work_against_moto(backend: Backend) {
-    let app = spawn_against_moto(
-        backend,
-        &[("FERRY_CONFIRM_GRACE", "0"), ("FERRY_SWEEP_MARGIN", "0")],
-    )
-    .await;
-    let file = app
-        .upload_as("user_123", "gone.txt", "text/plain", b"gone".to_vec())
-        .await;
+    let app = spawn_against_moto(backend, &[("FERRY_CONFIRM_GRACE", "0"), ("FERRY_SWEEP_MARGIN", "0")]).await;
+    let file = app.upload_as("user_123", "gone.txt", "text/plain", b"gone".to_vec()).await;
     let key = file["objectKey"].as_str().unwrap();
-    let deleted = app
-        .delete_as("user_123", &format!("/files/{}", file["id"]))
-        .await;
+    let deleted = app.delete_as("user_123", &format!("/files/{}", file["id"])).await;
     assert_eq!(deleted.status, StatusCode::OK);
     assert!(!app.object_exists(key).await);
 
@@ -92,10 +59,7 @@ async fn deletes_and_cleanup_work_against_moto(backend: Backend) {
         content_length: None,
         ttl: Duration::from_secs(60),
     });
-    assert_eq!(
-        app.put(url.as_str(), b"o".to_vec(), "text/plain").await,
-        StatusCode::OK
-    );
+    assert_eq!(app.put(url.as_str(), b"o".to_vec(), "text/plain").await, StatusCode::OK);
     let report = ferry::sweep::sweep_once(&app.state, false).await.unwrap();
     assert_eq!(report.orphans, vec![orphan.clone()]);
     assert!(!app.object_exists(&orphan).await);

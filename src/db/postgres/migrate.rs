@@ -1,0 +1,42 @@
+//! Embedded Postgres migrations: applied in order, once, under an advisory lock, so several
+//! Ferry instances starting at once migrate exactly once.
+
+use tokio_postgres::Client;
+
+/// (version, name, SQL), in order. Never edit an applied migration: add a new one.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "b2_files", include_str!("../../../migrations/postgres/0001_b2_files.sql")),
+    (2, "file_facts", include_str!("../../../migrations/postgres/0002_file_facts.sql")),
+    (3, "row_level_security", include_str!("../../../migrations/postgres/0003_row_level_security.sql")),
+];
+
+/// An arbitrary constant naming Ferry's migration lock.
+const LOCK_ID: i64 = 0x6665_7272_795f_6d67; // "ferry_mg"
+
+/// Applies the migrations not applied yet; returns how many ran.
+pub async fn run(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_ID]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS ferry_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let applied: Vec<i32> =
+        tx.query("SELECT version FROM ferry_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
+    let mut ran = 0;
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO ferry_migrations (version, name) VALUES ($1, $2)", &[version, name]).await?;
+        tracing::info!(version, name, "migration applied");
+        ran += 1;
+    }
+    tx.commit().await?;
+    Ok(ran)
+}

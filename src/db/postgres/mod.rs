@@ -1,0 +1,314 @@
+//! Postgres (Neon or any other): production metadata, with row-level security.
+//!
+//! Every per-user statement runs in a transaction that first publishes the caller with
+//! `set_config('request.jwt.claims', ..., true)`: transaction-local, so it works behind Neon's
+//! `-pooler` (PgBouncer in transaction mode) and never leaks to the next user of a connection.
+//! Cleanup, which must see every row, runs as the owning role with `ferry.maintenance` set.
+
+mod migrate;
+pub mod tls;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{DbError, FileRecord, Metadata, NewFile, PoolOptions, Recorded};
+use crate::auth::Caller;
+
+/// `id` is the guide's SERIAL (int4): widened so both backends read the same record.
+const COLUMNS: &str = "id::int8 AS id, object_key, file_url, user_id, file_name, content_type, size, etag, \
+     COALESCE(upload_timestamp, now()) AS upload_timestamp";
+
+pub struct PostgresMetadata {
+    /// The runtime role: subject to row-level security.
+    pool: Pool,
+    /// The owning role (`DATABASE_MIGRATION_URL`, else the same as `pool`): migrations, cleanup.
+    owner: Pool,
+    statement_timeout_ms: String,
+    description: String,
+}
+
+fn from_row(row: &Row) -> FileRecord {
+    FileRecord {
+        id: row.get("id"),
+        object_key: row.get("object_key"),
+        file_url: row.get("file_url"),
+        user_id: row.get("user_id"),
+        file_name: row.get("file_name"),
+        content_type: row.get("content_type"),
+        size: row.get("size"),
+        etag: row.get("etag"),
+        upload_timestamp: row.get("upload_timestamp"),
+    }
+}
+
+fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String), DbError> {
+    let mut target = tls::parse(url).map_err(|e| DbError::Config(e.to_string()))?;
+    target.config.connect_timeout(opts.acquire_timeout);
+    let tls = MakeRustlsConnect::new(tls::client_config(&target).map_err(|e| DbError::Config(e.to_string()))?);
+    let host = target
+        .config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_default();
+    let description = format!(
+        "Postgres at {host}:{}/{} (sslmode {:?}, channel binding {:?})",
+        target.config.get_ports().first().copied().unwrap_or(5432),
+        target.config.get_dbname().unwrap_or("(default)"),
+        target.config.get_ssl_mode(),
+        target.config.get_channel_binding(),
+    );
+    let manager = Manager::from_config(target.config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let pool = Pool::builder(manager)
+        .max_size(opts.max_connections as usize)
+        .wait_timeout(Some(opts.acquire_timeout))
+        .create_timeout(Some(opts.acquire_timeout))
+        .recycle_timeout(Some(opts.acquire_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Config(e.to_string()))?;
+    Ok((pool, description))
+}
+
+impl PostgresMetadata {
+    pub async fn connect(url: &str, migration_url: Option<&str>, opts: &PoolOptions) -> Result<Self, DbError> {
+        let (pool, description) = build_pool(url, opts)?;
+        let owner = match migration_url {
+            Some(owner_url) => build_pool(owner_url, &PoolOptions { max_connections: 2, ..opts.clone() })?.0,
+            None => pool.clone(),
+        };
+        let mut client = owner.get().await?;
+        migrate::run(&mut client).await?;
+        drop(client);
+        let db = Self {
+            pool,
+            owner,
+            statement_timeout_ms: (opts.statement_timeout.as_millis() as u64).to_string(),
+            description,
+        };
+        db.warn_if_rls_is_bypassed().await?;
+        Ok(db)
+    }
+
+    /// Row-level security protects nothing for a superuser, a BYPASSRLS role, or (without
+    /// FORCE) the table's owner: say so loudly.
+    async fn warn_if_rls_is_bypassed(&self) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT r.rolsuper, r.rolbypassrls, \
+                        COALESCE((SELECT tableowner = current_user FROM pg_tables \
+                                  WHERE tablename = 'b2_files' AND schemaname = current_schema()), false) \
+                 FROM pg_roles r WHERE r.rolname = current_user",
+                &[],
+            )
+            .await?;
+        let (superuser, bypass, owner): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        if superuser || bypass {
+            tracing::warn!(
+                superuser,
+                bypassrls = bypass,
+                "the database role bypasses row-level security: use a less privileged runtime role \
+                 (see the README's two-role set-up)"
+            );
+        } else if owner {
+            tracing::warn!(
+                "the runtime role owns b2_files: row-level security is forced, but an owner can turn it off; \
+                 prefer a separate runtime role and DATABASE_MIGRATION_URL for the owner"
+            );
+        }
+        Ok(())
+    }
+
+    /// A transaction in which the database sees `who` as the caller.
+    async fn begin_as<'c>(
+        &self,
+        client: &'c mut deadpool_postgres::Object,
+        who: &Caller,
+    ) -> Result<deadpool_postgres::Transaction<'c>, DbError> {
+        let claims = serde_json::Value::Object(who.claims.clone()).to_string();
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT set_config('request.jwt.claims', $1, true), set_config('statement_timeout', $2, true)",
+            &[&claims, &self.statement_timeout_ms],
+        )
+        .await?;
+        Ok(tx)
+    }
+
+    /// A transaction of the owning role that may see every row.
+    async fn begin_maintenance<'c>(
+        &self,
+        client: &'c mut deadpool_postgres::Object,
+    ) -> Result<deadpool_postgres::Transaction<'c>, DbError> {
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT set_config('ferry.maintenance', 'on', true), set_config('statement_timeout', $1, true)",
+            &[&self.statement_timeout_ms],
+        )
+        .await?;
+        Ok(tx)
+    }
+}
+
+#[async_trait]
+impl Metadata for PostgresMetadata {
+    async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = self.begin_as(&mut client, who).await?;
+        let inserted = tx
+            .query_opt(
+                &format!(
+                    "INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}"
+                ),
+                &[
+                    &file.object_key,
+                    &file.file_url,
+                    &who.user_id,
+                    &file.file_name,
+                    &file.content_type,
+                    &file.size,
+                    &file.etag,
+                ],
+            )
+            .await?;
+        let result = match inserted {
+            Some(row) => (from_row(&row), Recorded::Created),
+            None => {
+                // Row-level security hides another user's row: not visible means not ours.
+                let existing = tx
+                    .query_opt(&format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = $1"), &[&file.object_key])
+                    .await?;
+                match existing.map(|r| from_row(&r)) {
+                    Some(record) if record.user_id == who.user_id => (record, Recorded::Existing),
+                    _ => return Err(DbError::KeyTaken),
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = self.begin_as(&mut client, who).await?;
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM b2_files WHERE user_id = $1 AND deleting_at IS NULL AND id < $2::int8 \
+                     ORDER BY id DESC LIMIT $3"
+                ),
+                &[&who.user_id, &before.unwrap_or(i64::MAX), &i64::from(limit)],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(from_row).collect())
+    }
+
+    async fn find_by_key(&self, who: &Caller, key: &str) -> Result<Option<FileRecord>, DbError> {
+        self.one_as(who, &format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = $1 AND user_id = $2"), key).await
+    }
+
+    async fn get(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
+        self.one_by_id_as(
+            who,
+            &format!("SELECT {COLUMNS} FROM b2_files WHERE id = $1::int8 AND user_id = $2 AND deleting_at IS NULL"),
+            id,
+        )
+        .await
+    }
+
+    async fn mark_deleting(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
+        self.one_by_id_as(
+            who,
+            &format!(
+                "UPDATE b2_files SET deleting_at = COALESCE(deleting_at, now()) \
+                 WHERE id = $1::int8 AND user_id = $2 RETURNING {COLUMNS}"
+            ),
+            id,
+        )
+        .await
+    }
+
+    async fn remove(&self, who: &Caller, id: i64) -> Result<(), DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = self.begin_as(&mut client, who).await?;
+        tx.execute("DELETE FROM b2_files WHERE id = $1::int8 AND user_id = $2", &[&id, &who.user_id]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn stuck_deletions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<FileRecord>, DbError> {
+        let mut client = self.owner.get().await?;
+        let tx = self.begin_maintenance(&mut client).await?;
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM b2_files WHERE deleting_at IS NOT NULL AND deleting_at < $1 \
+                     ORDER BY id LIMIT $2"
+                ),
+                &[&before, &i64::from(limit)],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(from_row).collect())
+    }
+
+    async fn purge(&self, id: i64) -> Result<(), DbError> {
+        let mut client = self.owner.get().await?;
+        let tx = self.begin_maintenance(&mut client).await?;
+        tx.execute("DELETE FROM b2_files WHERE id = $1::int8", &[&id]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, DbError> {
+        let mut client = self.owner.get().await?;
+        let tx = self.begin_maintenance(&mut client).await?;
+        let rows = tx.query("SELECT object_key FROM b2_files WHERE object_key = ANY($1)", &[&keys]).await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn health(&self) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+impl PostgresMetadata {
+    async fn one_as(&self, who: &Caller, sql: &str, key: &str) -> Result<Option<FileRecord>, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = self.begin_as(&mut client, who).await?;
+        let row = tx.query_opt(sql, &[&key, &who.user_id]).await?;
+        tx.commit().await?;
+        Ok(row.as_ref().map(from_row))
+    }
+
+    async fn one_by_id_as(&self, who: &Caller, sql: &str, id: i64) -> Result<Option<FileRecord>, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = self.begin_as(&mut client, who).await?;
+        let row = tx.query_opt(sql, &[&id, &who.user_id]).await?;
+        tx.commit().await?;
+        Ok(row.as_ref().map(from_row))
+    }
+}
+
+/// How long a statement may run before Postgres cancels it (and the request answers 503).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
