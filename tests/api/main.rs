@@ -10,5 +10,6 @@ mod embedded_store;
 mod files;
 mod guide;
 mod integrity;
+mod postgres;
 mod presigned;
 mod s3_compat;
