@@ -27,4 +27,10 @@ pub struct AppState {
     pub policy: Arc<UploadPolicy>,
     pub settings: Arc<Settings>,
     pub auth: AuthMode,
+    /// The B2 event-notification signing secret; `None` disables `/webhooks/b2`.
+    pub webhook_secret: Option<crate::config::Secret>,
+    /// Records who pending uploads belong to, when the webhook is enabled.
+    pub pending: Option<crate::webhook::PendingRecorder>,
+    /// The bucket's name (webhook events for other buckets are ignored).
+    pub bucket: String,
 }

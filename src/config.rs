@@ -115,6 +115,8 @@ pub struct Config {
     pub sweep_delete_age: Duration,
     /// Cleanup waits this long past an upload's confirm deadline before removing it.
     pub sweep_margin: Duration,
+    /// Signing secret of B2 event notifications; `None` disables the webhook.
+    pub b2_event_secret: Option<Secret>,
     /// JWT verification; `None` means dev mode.
     pub jwt: Option<crate::auth::JwtSettings>,
     /// Allow dev-mode identity (X-User-Id) on a non-loopback address.
@@ -167,6 +169,7 @@ impl Config {
             sweep_delete_age: Duration::from_secs(parse_or(&get, "FERRY_SWEEP_DELETE_AGE", 60u64)?),
             sweep_margin: Duration::from_secs(parse_or(&get, "FERRY_SWEEP_MARGIN", 300u64)?),
             jwt: jwt_settings(&get)?,
+            b2_event_secret: get("B2_EVENT_NOTIFICATION_SECRET").map(Secret::new),
             insecure_dev_auth: parse_bool(&get, "FERRY_INSECURE_DEV_AUTH")?,
             db_pool_size: parse_or(&get, "FERRY_DB_POOL_SIZE", 16u32)?,
             db_timeout: Duration::from_secs(parse_or(&get, "FERRY_DB_TIMEOUT", 3u64)?),

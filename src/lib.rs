@@ -23,3 +23,4 @@ pub mod startup;
 pub mod storage;
 pub mod sweep;
 pub mod upload;
+pub mod webhook;

@@ -152,7 +152,7 @@ impl Application {
         tracing::info!(database = %db.describe(), "metadata database ready");
 
         let state = AppState {
-            db,
+            db: db.clone(),
             store: object_store,
             tickets: TicketSigner::new(&ticket_secret),
             policy: Arc::new(UploadPolicy::new(cfg.max_file_size, &cfg.allowed_types)),
@@ -165,6 +165,9 @@ impl Application {
                 sweep_margin: cfg.sweep_margin,
             }),
             auth,
+            pending: cfg.b2_event_secret.as_ref().map(|_| crate::webhook::PendingRecorder::spawn(db.clone())),
+            webhook_secret: cfg.b2_event_secret.clone(),
+            bucket: s3.bucket.clone(),
         };
         Ok(Self {
             api: api::router(state.clone(), &origins),

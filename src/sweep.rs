@@ -43,6 +43,11 @@ pub async fn sweep_once(state: &AppState, dry_run: bool) -> Result<SweepReport, 
     let mut report = SweepReport::default();
     finish_deletes(state, dry_run, &mut report).await?;
     remove_orphans(state, dry_run, &mut report).await?;
+    if !dry_run {
+        // Webhook bookkeeping older than any confirm window is of no further use.
+        let keep = state.settings.confirm_grace + state.settings.sweep_margin;
+        state.db.prune(now_unix().saturating_sub(keep.as_secs()) as i64).await?;
+    }
     Ok(report)
 }
 

@@ -5,6 +5,7 @@ mod extract;
 mod files;
 mod health;
 mod uploads;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub fn router(state: AppState, origins: &[String]) -> Router {
         .merge(uploads::router())
         .merge(files::router())
         .merge(health::router())
+        .merge(webhooks::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))

@@ -13,7 +13,7 @@ use super::extract::{ApiJson, required};
 use super::files::FileView;
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::db::NewFile;
+use crate::db::{FileRecord, NewFile, PendingUpload};
 use crate::storage::PutRequest;
 use crate::upload::{NameError, PolicyError, TicketError, clean_file_name};
 
@@ -21,7 +21,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/presign-b2-upload", post(presign)).route("/save-b2-metadata", post(confirm))
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -69,6 +69,13 @@ async fn presign(
     let ttl = state.settings.upload_url_ttl;
     let expires_at = u32::try_from(now_unix() + ttl.as_secs()).unwrap_or(u32::MAX);
     let key = state.tickets.issue(&caller.user_id, &name, expires_at);
+    if let Some(pending) = &state.pending {
+        pending.note(PendingUpload {
+            object_key: key.clone(),
+            user_id: caller.user_id.clone(),
+            expires_at: i64::from(expires_at),
+        });
+    }
     let url =
         state.store.presign_put(&PutRequest { key: &key, content_type: &content_type, content_length: req.size, ttl });
     Ok(Json(PresignResponse {
@@ -95,6 +102,13 @@ async fn confirm(
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = required(req.object_key, "objectKey")?;
+    Ok(confirmed(confirm_upload(&state, &caller, key).await?))
+}
+
+/// Confirms an upload for `caller`: the key must be a ticket issued to them and still within
+/// its window; the object must exist and pass the rules; the row is written once.
+/// The client's confirm and the B2 webhook both come through here.
+pub(crate) async fn confirm_upload(state: &AppState, caller: &Caller, key: String) -> Result<FileRecord, ApiError> {
     let ticket = state.tickets.verify(&caller.user_id, &key).map_err(|e: TicketError| {
         tracing::info!(reason = %e, "confirm refused");
         ApiError::UploadNotIssued
@@ -102,10 +116,7 @@ async fn confirm(
     let deadline = u64::from(ticket.expires_at) + state.settings.confirm_grace.as_secs();
     if now_unix() > deadline {
         // A repeat of a confirm that succeeded in time still answers with its record.
-        return match state.db.find_by_key(&caller, &key).await? {
-            Some(record) => Ok(confirmed(record)),
-            None => Err(ApiError::UploadExpired),
-        };
+        return state.db.find_by_key(caller, &key).await?.ok_or(ApiError::UploadExpired);
     }
     let object = state.store.head(&key).await?.ok_or(ApiError::UploadNotFound)?;
     let limit = state.policy.max_file_size;
@@ -127,11 +138,11 @@ async fn confirm(
         etag: object.etag,
         object_key: key,
     };
-    let (record, _) = state.db.record(&caller, &new).await?;
+    let (record, _) = state.db.record(caller, &new).await?;
     tracing::info!(file_id = record.id, size = new.size, "upload confirmed");
-    Ok(confirmed(record))
+    Ok(record)
 }
 
-fn confirmed(record: crate::db::FileRecord) -> Json<serde_json::Value> {
+fn confirmed(record: FileRecord) -> Json<serde_json::Value> {
     Json(json!({ "success": true, "file": FileView::from(record) }))
 }

@@ -45,6 +45,14 @@ pub struct NewFile {
     pub etag: Option<String>,
 }
 
+/// An upload URL that was handed out: whose it is and until when (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub object_key: String,
+    pub user_id: String,
+    pub expires_at: i64,
+}
+
 /// Whether a confirm created the row or found it already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -137,6 +145,16 @@ pub trait Metadata: Send + Sync + 'static {
     async fn purge(&self, id: i64) -> Result<(), DbError>;
     /// Which of `keys` have a row.
     async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, DbError>;
+    /// Remembers who pending uploads belong to (for the B2 webhook).
+    async fn record_pending(&self, batch: &[PendingUpload]) -> Result<(), DbError>;
+    /// The user a pending upload was issued to.
+    async fn pending_owner(&self, key: &str) -> Result<Option<String>, DbError>;
+    /// Whether a webhook event was already handled.
+    async fn event_seen(&self, event_id: &str) -> Result<bool, DbError>;
+    /// Remembers a handled webhook event.
+    async fn mark_event(&self, event_id: &str, now: i64) -> Result<(), DbError>;
+    /// Forgets pending uploads that expired before `before` and events handled before it.
+    async fn prune(&self, before: i64) -> Result<u64, DbError>;
     /// A cheap round trip.
     async fn health(&self) -> Result<(), DbError>;
     /// Human description for logs (never the password).

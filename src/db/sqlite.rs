@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::auth::Caller;
 
-use super::{DbError, FileRecord, Metadata, NewFile, PoolOptions, Recorded};
+use super::{DbError, FileRecord, Metadata, NewFile, PendingUpload, PoolOptions, Recorded};
 
 const COLUMNS: &str = "id, object_key, file_url, user_id, file_name, content_type, size, etag, \
      COALESCE(upload_timestamp, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) AS upload_timestamp";
@@ -153,6 +153,52 @@ impl Metadata for SqliteMetadata {
             known.extend(query.fetch_all(&self.pool).await?);
         }
         Ok(known)
+    }
+
+    async fn record_pending(&self, batch: &[PendingUpload]) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        for p in batch {
+            sqlx::query("INSERT OR IGNORE INTO b2_pending_uploads (object_key, user_id, expires_at) VALUES (?, ?, ?)")
+                .bind(&p.object_key)
+                .bind(&p.user_id)
+                .bind(p.expires_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending_owner(&self, key: &str) -> Result<Option<String>, DbError> {
+        Ok(sqlx::query_scalar("SELECT user_id FROM b2_pending_uploads WHERE object_key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn event_seen(&self, event_id: &str) -> Result<bool, DbError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM b2_webhook_events WHERE event_id = ?")
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn mark_event(&self, event_id: &str, now: i64) -> Result<(), DbError> {
+        sqlx::query("INSERT OR IGNORE INTO b2_webhook_events (event_id, handled_at) VALUES (?, ?)")
+            .bind(event_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn prune(&self, before: i64) -> Result<u64, DbError> {
+        let a =
+            sqlx::query("DELETE FROM b2_pending_uploads WHERE expires_at < ?").bind(before).execute(&self.pool).await?;
+        let b =
+            sqlx::query("DELETE FROM b2_webhook_events WHERE handled_at < ?").bind(before).execute(&self.pool).await?;
+        Ok(a.rows_affected() + b.rows_affected())
     }
 
     async fn health(&self) -> Result<(), DbError> {

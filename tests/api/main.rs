@@ -13,3 +13,4 @@ mod integrity;
 mod postgres;
 mod presigned;
 mod s3_compat;
+mod webhooks;

@@ -8,6 +8,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "b2_files", include_str!("../../../migrations/postgres/0001_b2_files.sql")),
     (2, "file_facts", include_str!("../../../migrations/postgres/0002_file_facts.sql")),
     (3, "row_level_security", include_str!("../../../migrations/postgres/0003_row_level_security.sql")),
+    (4, "webhooks", include_str!("../../../migrations/postgres/0004_webhooks.sql")),
 ];
 
 /// An arbitrary constant naming Ferry's migration lock.

@@ -17,7 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{DbError, FileRecord, Metadata, NewFile, PoolOptions, Recorded};
+use super::{DbError, FileRecord, Metadata, NewFile, PendingUpload, PoolOptions, Recorded};
 use crate::auth::Caller;
 
 /// `id` is the guide's SERIAL (int4): widened so both backends read the same record.
@@ -279,6 +279,51 @@ impl Metadata for PostgresMetadata {
         let rows = tx.query("SELECT object_key FROM b2_files WHERE object_key = ANY($1)", &[&keys]).await?;
         tx.commit().await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn record_pending(&self, batch: &[PendingUpload]) -> Result<(), DbError> {
+        let keys: Vec<&str> = batch.iter().map(|p| p.object_key.as_str()).collect();
+        let users: Vec<&str> = batch.iter().map(|p| p.user_id.as_str()).collect();
+        let expiries: Vec<i64> = batch.iter().map(|p| p.expires_at).collect();
+        let client = self.owner.get().await?;
+        // One statement for the whole batch.
+        client
+            .execute(
+                "INSERT INTO b2_pending_uploads (object_key, user_id, expires_at) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) ON CONFLICT DO NOTHING",
+                &[&keys, &users, &expiries],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn pending_owner(&self, key: &str) -> Result<Option<String>, DbError> {
+        let client = self.owner.get().await?;
+        let row = client.query_opt("SELECT user_id FROM b2_pending_uploads WHERE object_key = $1", &[&key]).await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn event_seen(&self, event_id: &str) -> Result<bool, DbError> {
+        let client = self.owner.get().await?;
+        Ok(client.query_opt("SELECT 1 FROM b2_webhook_events WHERE event_id = $1", &[&event_id]).await?.is_some())
+    }
+
+    async fn mark_event(&self, event_id: &str, now: i64) -> Result<(), DbError> {
+        let client = self.owner.get().await?;
+        client
+            .execute(
+                "INSERT INTO b2_webhook_events (event_id, handled_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&event_id, &now],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn prune(&self, before: i64) -> Result<u64, DbError> {
+        let client = self.owner.get().await?;
+        let a = client.execute("DELETE FROM b2_pending_uploads WHERE expires_at < $1", &[&before]).await?;
+        let b = client.execute("DELETE FROM b2_webhook_events WHERE handled_at < $1", &[&before]).await?;
+        Ok(a + b)
     }
 
     async fn health(&self) -> Result<(), DbError> {
