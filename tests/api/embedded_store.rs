@@ -113,3 +113,25 @@ async fn the_store_answers_cors_preflights_for_allowed_origins_only(backend: Bac
     let refused = preflight("https://evil.example").await.unwrap();
     assert!(refused.headers().get("access-control-allow-origin").is_none());
 }
+
+/// boto3 (installed with moto by the README's test command) uses the embedded store as it would
+/// AWS: PUT with checksum trailers, GET, HEAD, multipart through the transfer manager, list,
+/// delete, and a wrong secret refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_uses_the_embedded_store_like_any_s3() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let secret = std::fs::read_to_string(app.data_dir.path().join(".ferry-secret")).unwrap();
+    let script = format!("{}/tests/clients/boto3_roundtrip.py", env!("CARGO_MANIFEST_DIR"));
+    let endpoint = format!("http://{}", app.store_addr.unwrap());
+    let output = tokio::process::Command::new("python3")
+        .args([script.as_str(), endpoint.as_str(), "ferry", "ferry", secret.trim()])
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "boto3 failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
