@@ -17,6 +17,8 @@ pub struct Settings {
     pub public_bucket: bool,
     pub sweep_delete_age: Duration,
     pub sweep_margin: Duration,
+    /// Origin of the bucket's public endpoint (the page PUTs there).
+    pub store_origin: String,
 }
 
 #[derive(Clone)]

@@ -163,6 +163,7 @@ impl Application {
                 public_bucket: cfg.public_bucket,
                 sweep_delete_age: cfg.sweep_delete_age,
                 sweep_margin: cfg.sweep_margin,
+                store_origin: s3.public_endpoint.origin().ascii_serialization(),
             }),
             auth,
             pending: cfg.b2_event_secret.as_ref().map(|_| crate::webhook::PendingRecorder::spawn(db.clone())),

@@ -101,7 +101,12 @@ async fn list(
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
-async fn download(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let record = state.db.get(&caller, id).await?.ok_or(ApiError::FileNotFound)?;
     let location = if state.settings.public_bucket {
@@ -110,7 +115,16 @@ async fn download(State(state): State<AppState>, caller: Caller, Path(id): Path<
         let name = record.file_name.as_deref();
         state.store.presign_get(&record.object_key, name, state.settings.download_url_ttl)
     };
-    // The signed URL goes to the client only, never to a log line.
+    // The signed URL goes to the client only, never to a log line. Scripts (and the page, which
+    // cannot read a cross-origin redirect) ask for it as JSON instead of a redirect.
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"));
+    if wants_json {
+        let body = Json(json!({ "success": true, "url": location.as_str() }));
+        return Ok(([(header::CACHE_CONTROL, "no-store")], body).into_response());
+    }
     Ok((
         axum::http::StatusCode::FOUND,
         [(header::LOCATION, location.to_string()), (header::CACHE_CONTROL, "no-store".to_owned())],

@@ -4,6 +4,7 @@ mod error;
 mod extract;
 mod files;
 mod health;
+mod page;
 mod uploads;
 mod webhooks;
 
@@ -29,6 +30,7 @@ pub fn router(state: AppState, origins: &[String]) -> Router {
         .merge(uploads::router())
         .merge(files::router())
         .merge(health::router())
+        .merge(page::router())
         .merge(webhooks::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -61,6 +61,11 @@ impl UploadPolicy {
         if allowed { Ok(mime) } else { Err(PolicyError::TypeNotAllowed(mime)) }
     }
 
+    /// The allowed patterns, as configured (empty: any type).
+    pub fn allowed_patterns(&self) -> &[String] {
+        &self.allowed
+    }
+
     pub fn check_size(&self, size: u64) -> Result<(), PolicyError> {
         if size > self.max_file_size {
             return Err(PolicyError::TooLarge { limit: self.max_file_size });

@@ -10,6 +10,7 @@ mod embedded_store;
 mod files;
 mod guide;
 mod integrity;
+mod page;
 mod postgres;
 mod presigned;
 mod s3_compat;

@@ -1,0 +1,63 @@
+//! The upload page: three files embedded in the binary, and the few facts it needs.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::{AuthMode, DEV_USER};
+
+const INDEX: &str = include_str!("../../web/index.html");
+const APP_JS: &str = include_str!("../../web/app.js");
+const STYLE: &str = include_str!("../../web/style.css");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
+        .route("/style.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
+        .route("/page-config", get(page_config))
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index(State(state): State<AppState>) -> Response {
+    let mut response = asset(INDEX, "text/html; charset=utf-8");
+    // The page talks to Ferry and PUTs to the bucket; nothing else.
+    let csp = format!(
+        "default-src 'self'; connect-src 'self' {}; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+        state.settings.store_origin
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
+/// What the page needs before sign-in: how to sign in, and the upload rules.
+async fn page_config(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let auth = match state.auth {
+        AuthMode::Dev => "dev",
+        AuthMode::Jwt(_) => "jwt",
+    };
+    Json(json!({
+        "auth": auth,
+        "devUser": DEV_USER,
+        "maxFileSize": state.policy.max_file_size,
+        "allowedTypes": state.policy.allowed_patterns(),
+    }))
+}

@@ -1,0 +1,50 @@
+//! The upload page in real headless Chromium: the page on one origin, the store on another.
+
+use crate::helpers::{Backend, ExternalStore, spawn_app, spawn_app_with_store};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
+    let chromium = std::env::var("FERRY_TEST_CHROMIUM")
+        .expect("the page test needs FERRY_TEST_CHROMIUM (the README's test command installs Chromium and sets it)");
+    let app = spawn_app(Backend::Sqlite).await;
+    // A bucket whose CORS rules allow no origin at all.
+    let store = ExternalStore::start().await;
+    let blocked = spawn_app_with_store(Backend::Sqlite, &store, &[]).await;
+
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let screenshot = format!("{dir}/target/page-screenshot.png");
+    let output = tokio::process::Command::new("node")
+        .arg(format!("{dir}/tests/page/upload.test.mjs"))
+        .current_dir(format!("{dir}/tests/page"))
+        .env("FERRY_PAGE_URL", app.url("/"))
+        .env("FERRY_PAGE_URL_BLOCKED", blocked.url("/"))
+        .env("FERRY_CHROMIUM", chromium)
+        .env("FERRY_SCREENSHOT", &screenshot)
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(app.row_count().await, 1, "the uploaded file was recorded");
+    assert_eq!(blocked.row_count().await, 0, "the blocked upload wrote nothing");
+    assert!(std::path::Path::new(&screenshot).exists());
+}
+
+/// The page and its assets are served from the binary with safe headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_served_from_the_binary() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let page = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains(&format!("connect-src 'self' http://{}", app.store_addr.unwrap())), "{csp}");
+    assert!(page.text().await.unwrap().contains("<label for=\"dev-user\">User id</label>"));
+    let js = app.http.get(app.url("/app.js")).send().await.unwrap();
+    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    let config: serde_json::Value = app.http.get(app.url("/page-config")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(config["auth"], "dev");
+}

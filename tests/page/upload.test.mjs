@@ -1,0 +1,69 @@
+// Drives Ferry's upload page in real headless Chromium (Debian's, through playwright-core).
+// Started by tests/api/page.rs, which runs two Ferry instances and passes their URLs:
+//   FERRY_PAGE_URL          a Ferry whose store allows the page's origin
+//   FERRY_PAGE_URL_BLOCKED  a Ferry whose store's CORS does not allow it
+//   FERRY_CHROMIUM          the browser binary; FERRY_SCREENSHOT where to save a screenshot
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+
+const browser = await chromium.launch({
+  executablePath: env("FERRY_CHROMIUM"),
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+
+async function signIn(page, url, user) {
+  await page.goto(url);
+  await page.getByLabel("User id").fill(user);
+  await page.getByRole("button", { name: "Use this user" }).click();
+  await page.getByText(`Signed in as ${user}`).waitFor();
+}
+
+try {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 800 } });
+
+  // 1. A few MiB chosen, straight to the bucket, progress to 100%, listed, downloaded intact.
+  const page = await context.newPage();
+  await signIn(page, env("FERRY_PAGE_URL"), "page-user");
+  const bytes = randomBytes(3 * 1024 * 1024 + 17);
+  await page.setInputFiles("#file-input", { name: "holiday photo.bin", mimeType: "application/octet-stream", buffer: bytes });
+  await page.locator("#transfers .transfer-status.done").waitFor({ timeout: 60_000 });
+  assert.equal(await page.locator("#transfers progress").first().evaluate((p) => p.value), 100);
+  const row = page.locator("#file-rows tr", { hasText: "holiday photo.bin" });
+  await row.waitFor();
+  assert.match(await row.innerText(), /3\.1 MB/);
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Download holiday photo.bin" }).click(),
+  ]);
+  assert.equal(download.suggestedFilename(), "holiday photo.bin");
+  const got = await readFile(await download.path());
+  assert.ok(got.equals(bytes), "the downloaded bytes are the uploaded bytes");
+
+  // The drop zone works from the keyboard: focused, Enter opens the file chooser.
+  await page.locator("#dropzone").focus();
+  const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.keyboard.press("Enter")]);
+  assert.ok(chooser.isMultiple(), "several files can be chosen at once");
+  await page.screenshot({ path: env("FERRY_SCREENSHOT"), fullPage: true });
+
+  // 2. The store's CORS does not allow the page: a visible error, and nothing recorded.
+  const blocked = await context.newPage();
+  await signIn(blocked, env("FERRY_PAGE_URL_BLOCKED"), "page-user");
+  await blocked.setInputFiles("#file-input", { name: "blocked.txt", mimeType: "text/plain", buffer: Buffer.from("nope") });
+  const error = blocked.locator("#transfers .transfer-status.error");
+  await error.waitFor({ timeout: 30_000 });
+  assert.match(await error.innerText(), /storage service refused the upload from this page/);
+  assert.ok(await blocked.getByRole("button", { name: "Retry" }).isVisible());
+  assert.ok(await blocked.locator("#no-files").isVisible(), "no file is listed");
+  console.log("page test: 2 passed, 0 failed");
+} finally {
+  await browser.close();
+}

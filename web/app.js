@@ -1,0 +1,274 @@
+// Ferry's upload page: presign with Ferry, PUT straight to the bucket, confirm with Ferry.
+// No framework and no build step: the binary embeds this file as it is.
+
+const $ = (id) => document.getElementById(id);
+const session = { mode: "dev", user: null, token: null, config: null };
+
+/** A refusal from Ferry's API, with its stable code. */
+class ApiFailure extends Error {
+  constructor(status, body) {
+    super(body?.error || `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.code || "";
+  }
+}
+
+function authHeaders() {
+  if (session.mode === "jwt") return { Authorization: `Bearer ${session.token}` };
+  return { "X-User-Id": session.user };
+}
+
+async function api(path, { method = "GET", body, accept } = {}) {
+  const headers = { ...authHeaders() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (accept) headers.Accept = accept;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiFailure(0, { code: "network", error: "network" });
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiFailure(response.status, data);
+  return data;
+}
+
+const units = ["B", "KB", "MB", "GB", "TB"];
+function humanSize(bytes) {
+  let n = Number(bytes) || 0;
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+/** Plain words for every failure a user can meet. */
+function describe(err) {
+  const limit = session.config ? humanSize(session.config.maxFileSize) : "the limit";
+  switch (err.code) {
+    case "file-too-large": case "object-too-large": return `This file is too large: the limit is ${limit}.`;
+    case "content-type-not-allowed": case "object-type-not-allowed": return "Files of this type are not allowed here.";
+    case "upload-expired": return "The upload took too long and expired. Press Retry to start again.";
+    case "upload-not-found": return "The file did not reach storage. Press Retry.";
+    case "missing-token": case "invalid-token": case "token-expired": return "Your sign-in is missing or has expired. Sign in again.";
+    case "network": return "Network error: Ferry could not be reached. Check your connection and press Retry.";
+    case "store-blocked": return "The storage service refused the upload from this page (network error or CORS not allowing this site).";
+    case "store-refused": return "The storage service refused the upload link (it may have expired). Press Retry.";
+    case "database-unavailable": case "store-unavailable": return "The service is briefly unavailable. Press Retry in a moment.";
+    default: return err.message || "Something went wrong.";
+  }
+}
+
+// ---------------------------------------------------------------- sign-in
+
+function showSignedIn(label) {
+  $("whoami").textContent = label;
+  $("upload").hidden = false;
+  $("files").hidden = false;
+  refreshList();
+}
+
+$("dev-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  session.user = $("dev-user").value.trim() || session.config.devUser;
+  sessionStorage.setItem("ferry-user", session.user);
+  showSignedIn(`Signed in as ${session.user} (dev mode).`);
+});
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  session.token = $("token").value.trim();
+  sessionStorage.setItem("ferry-token", session.token);
+  showSignedIn("Signed in with your token.");
+});
+
+// ---------------------------------------------------------------- uploads
+
+function transferRow(file) {
+  const li = document.createElement("li");
+  li.innerHTML = `
+    <span class="transfer-name"></span>
+    <span class="transfer-actions">
+      <button type="button" class="secondary cancel">Cancel</button>
+      <button type="button" class="secondary retry" hidden>Retry</button>
+    </span>
+    <progress max="100" value="0"></progress>
+    <span class="transfer-status" role="status">Waiting…</span>`;
+  li.querySelector(".transfer-name").textContent = file.name;
+  const progress = li.querySelector("progress");
+  progress.setAttribute("aria-label", `Upload progress of ${file.name}`);
+  $("transfers").prepend(li);
+  return {
+    li,
+    progress,
+    status: li.querySelector(".transfer-status"),
+    cancel: li.querySelector(".cancel"),
+    retry: li.querySelector(".retry"),
+  };
+}
+
+function putToBucket(url, file, contentType, row) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    const started = performance.now();
+    xhr.open("PUT", url);
+    xhr.setRequestHeader("Content-Type", contentType);
+    xhr.upload.onprogress = (event) => {
+      if (!event.lengthComputable) return;
+      const percent = Math.floor((event.loaded / event.total) * 100);
+      row.progress.value = percent;
+      const seconds = (performance.now() - started) / 1000;
+      const speed = seconds > 0 ? `${humanSize(event.loaded / seconds)}/s` : "";
+      row.status.textContent = `${percent}% of ${humanSize(event.total)} · ${speed}`;
+    };
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) resolve();
+      else reject(new ApiFailure(xhr.status, { code: "store-refused" }));
+    };
+    xhr.onerror = () => reject(new ApiFailure(0, { code: "store-blocked" }));
+    xhr.onabort = () => reject(new ApiFailure(0, { code: "cancelled", error: "Cancelled." }));
+    row.cancel.onclick = () => xhr.abort();
+    xhr.send(file);
+  });
+}
+
+async function upload(file, row) {
+  row.retry.hidden = true;
+  row.cancel.hidden = false;
+  row.status.className = "transfer-status";
+  row.progress.value = 0;
+  row.status.textContent = "Preparing…";
+  const contentType = file.type || "application/octet-stream";
+  try {
+    const presigned = await api("/presign-b2-upload", {
+      method: "POST",
+      body: { fileName: file.name, contentType, size: file.size },
+    });
+    await putToBucket(presigned.presignedUrl, file, contentType, row);
+    row.status.textContent = "Saving…";
+    await api("/save-b2-metadata", { method: "POST", body: { objectKey: presigned.objectKey } });
+    row.progress.value = 100;
+    row.status.textContent = `Uploaded (${humanSize(file.size)}).`;
+    row.status.className = "transfer-status done";
+    row.cancel.hidden = true;
+    refreshList();
+  } catch (err) {
+    row.status.textContent = describe(err);
+    row.status.className = "transfer-status error";
+    row.cancel.hidden = true;
+    row.retry.hidden = false;
+    row.retry.onclick = () => upload(file, row);
+  }
+}
+
+function uploadAll(files) {
+  for (const file of files) upload(file, transferRow(file));
+}
+
+const drop = $("dropzone");
+$("file-input").addEventListener("change", (event) => {
+  uploadAll([...event.target.files]);
+  event.target.value = "";
+});
+drop.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    $("file-input").click();
+  }
+});
+drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  uploadAll([...event.dataTransfer.files]);
+});
+
+// ---------------------------------------------------------------- the list
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+async function download(file) {
+  try {
+    const { url } = await api(`/files/${file.id}/download`, { accept: "application/json" });
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = file.fileName || "";
+    document.body.append(link);
+    link.click();
+    link.remove();
+  } catch (err) {
+    $("files-error").textContent = describe(err);
+  }
+}
+
+async function remove(file) {
+  if (!confirm(`Delete ${file.fileName || file.objectKey}?`)) return;
+  try {
+    await api(`/files/${file.id}`, { method: "DELETE" });
+    refreshList();
+  } catch (err) {
+    $("files-error").textContent = describe(err);
+  }
+}
+
+async function refreshList() {
+  try {
+    const { files } = await api("/files?limit=100");
+    $("files-error").textContent = "";
+    const rows = $("file-rows");
+    rows.replaceChildren();
+    for (const file of files) {
+      const tr = document.createElement("tr");
+      const name = file.fileName || file.objectKey;
+      tr.append(cell(name, "name"), cell(humanSize(file.size)), cell(file.contentType || ""),
+        cell(new Date(file.uploadTimestamp).toLocaleString()));
+      const actions = cell("", "actions");
+      const get = document.createElement("button");
+      get.type = "button";
+      get.className = "secondary";
+      get.textContent = "Download";
+      get.setAttribute("aria-label", `Download ${name}`);
+      get.onclick = () => download(file);
+      const del = document.createElement("button");
+      del.type = "button";
+      del.className = "danger";
+      del.textContent = "Delete";
+      del.setAttribute("aria-label", `Delete ${name}`);
+      del.onclick = () => remove(file);
+      actions.append(get, del);
+      tr.append(actions);
+      rows.append(tr);
+    }
+    $("no-files").hidden = files.length > 0;
+  } catch (err) {
+    $("files-error").textContent = describe(err);
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  session.config = await (await fetch("/page-config")).json();
+  session.mode = session.config.auth;
+  const types = session.config.allowedTypes.length ? session.config.allowedTypes.join(", ") : "any type";
+  $("limits").textContent = `Up to ${humanSize(session.config.maxFileSize)} per file; ${types}.`;
+  if (session.mode === "dev") {
+    $("dev-form").hidden = false;
+    $("dev-user").value = sessionStorage.getItem("ferry-user") || session.config.devUser;
+  } else {
+    $("token-form").hidden = false;
+    const saved = sessionStorage.getItem("ferry-token");
+    if (saved) {
+      $("token").value = saved;
+      session.token = saved;
+      showSignedIn("Signed in with your token.");
+    }
+  }
+}
+
+start();
