@@ -24,6 +24,11 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Configure the bucket.
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCommand,
+    },
     /// Mint an HS256 token with FERRY_JWT_SECRET (for the CLI, the page and tests without an
     /// identity provider).
     Token {
@@ -33,6 +38,22 @@ pub enum Command {
         /// How long the token lives: `3600`, `30m`, `1h`, `7d`.
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: std::time::Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BucketCommand {
+    /// Let browsers on these origins PUT, GET and HEAD straight to the bucket (PutBucketCors).
+    Cors {
+        /// An allowed origin, like https://app.example (repeat for several).
+        #[arg(long = "origin", required = true)]
+        origins: Vec<String>,
+        /// How long browsers may cache the preflight answer, 0 to 86400 seconds.
+        #[arg(long, default_value_t = 3600)]
+        max_age: u32,
+        /// Print the rules (S3 XML and B2 corsRules JSON) instead of applying them.
+        #[arg(long)]
+        print: bool,
     },
 }
 
@@ -72,6 +93,23 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Migrate => {
             let db = crate::db::migrate(&cfg.database, &cfg.data_dir).await.map_err(|e| e.to_string())?;
             println!("migrations applied: {db}");
+            Ok(())
+        }
+        Command::Bucket { command: BucketCommand::Cors { origins, max_age, print } } => {
+            let rules = crate::storage::cors::CorsRules::new(origins, max_age).map_err(|e| e.to_string())?;
+            if print {
+                println!("S3 PutBucketCors XML:\n{}\n", rules.s3_xml());
+                let b2 = serde_json::to_string_pretty(&rules.b2_rules()).unwrap_or_default();
+                println!("Backblaze B2 corsRules (bucket settings, or b2_update_bucket):\n{b2}");
+                return Ok(());
+            }
+            let crate::config::StoreConfig::External(s3) = &cfg.store else {
+                return Err(
+                    "no bucket is configured: the embedded store takes its origins from FERRY_CORS_ORIGINS".into()
+                );
+            };
+            rules.apply(s3).await.map_err(|e| e.to_string())?;
+            println!("CORS rules applied to bucket {}", s3.bucket);
             Ok(())
         }
         Command::Token { user, ttl } => {

@@ -169,12 +169,7 @@ $("file-input").addEventListener("change", (event) => {
   uploadAll([...event.target.files]);
   event.target.value = "";
 });
-drop.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" || event.key === " ") {
-    event.preventDefault();
-    $("file-input").click();
-  }
-});
+$("choose").addEventListener("click", () => $("file-input").click());
 drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (event) => {

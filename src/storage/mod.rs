@@ -1,6 +1,7 @@
 //! Object storage behind a small trait: presigning for browsers, and the few calls Ferry makes
 //! itself (HEAD to verify an upload, DELETE, listing for cleanup, a health check).
 
+pub mod cors;
 mod s3;
 
 use std::time::Duration;

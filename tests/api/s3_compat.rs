@@ -10,6 +10,40 @@ use crate::helpers::{Backend, TestApp, random_bytes, spawn_app_with};
 
 crate::on_both_backends!(the_guides_walkthrough_works_against_moto, deletes_and_cleanup_work_against_moto);
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_cors_rules_are_applied_with_put_bucket_cors() {
+    let endpoint = std::env::var("FERRY_TEST_MOTO_URL").expect("FERRY_TEST_MOTO_URL");
+    let app = spawn_against_moto(Backend::Sqlite, &[]).await;
+    let bucket_name = app.state.bucket.clone();
+    let cfg = ferry::config::S3Config {
+        endpoint: endpoint.parse().unwrap(),
+        public_endpoint: endpoint.parse().unwrap(),
+        bucket: bucket_name.clone(),
+        region: "us-east-1".into(),
+        access_key_id: "moto-key".into(),
+        secret_access_key: ferry::config::Secret::new("moto-secret"),
+    };
+    let rules = ferry::storage::cors::CorsRules::new(vec!["https://app.example".into()], 600).unwrap();
+    rules.apply(&cfg).await.unwrap();
+
+    let bucket =
+        rusty_s3::Bucket::new(endpoint.parse().unwrap(), rusty_s3::UrlStyle::Path, bucket_name, "us-east-1").unwrap();
+    let signed = rusty_s3::signing::sign(
+        &jiff::Timestamp::now(),
+        rusty_s3::Method::Get,
+        bucket.base_url().clone(),
+        "moto-key",
+        "moto-secret",
+        None,
+        "us-east-1",
+        60,
+        std::iter::once(("cors", "")),
+        std::iter::empty(),
+    );
+    let stored = app.http.get(signed).send().await.unwrap().text().await.unwrap();
+    assert!(stored.contains("https://app.example") && stored.contains("PUT"), "{stored}");
+}
+
 async fn spawn_against_moto(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     let endpoint = std::env::var("FERRY_TEST_MOTO_URL")
         .expect("S3 compatibility tests need FERRY_TEST_MOTO_URL (the README's test command starts moto and sets it)");
