@@ -64,6 +64,8 @@ pub struct Disk {
 }
 
 const LOCK_STRIPES: usize = 64;
+/// Bytes gathered before each write to disk.
+const WRITE_BUFFER: usize = 1024 * 1024;
 
 impl Disk {
     /// Opens (creating if needed) the store under `root`, with one bucket.
@@ -117,7 +119,9 @@ impl Disk {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
     {
         let file = TempFile { path: self.root.join(".tmp").join(Uuid::new_v4().to_string()), committed: false };
-        let mut out = tokio::fs::File::create(&file.path).await.map_err(WriteError::Io)?;
+        // Large writes: each write to a tokio file is a trip to the blocking pool.
+        let created = tokio::fs::File::create(&file.path).await.map_err(WriteError::Io)?;
+        let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, created);
         let mut md5 = Md5::new();
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
@@ -128,7 +132,7 @@ impl Disk {
             size += chunk.len() as u64;
         }
         out.flush().await.map_err(WriteError::Io)?;
-        out.sync_data().await.map_err(WriteError::Io)?;
+        out.get_ref().sync_data().await.map_err(WriteError::Io)?;
         Ok(Written { file, size, md5: md5.finalize() })
     }
 

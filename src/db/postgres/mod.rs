@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{DbError, FileRecord, Metadata, NewFile, PendingUpload, PoolOptions, Recorded};
@@ -130,154 +131,146 @@ impl PostgresMetadata {
         Ok(())
     }
 
-    /// A transaction in which the database sees `who` as the caller.
-    async fn begin_as<'c>(
-        &self,
-        client: &'c mut deadpool_postgres::Object,
-        who: &Caller,
-    ) -> Result<deadpool_postgres::Transaction<'c>, DbError> {
+    /// Runs one statement as `who`, in its own transaction, pipelined: `BEGIN`, the caller's
+    /// claims, the statement and `COMMIT` leave together and cost one round trip. Statements are
+    /// prepared once per connection. If the statement fails, the `COMMIT` of the aborted
+    /// transaction rolls it back.
+    async fn as_user(&self, who: &Caller, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
         let claims = serde_json::Value::Object(who.claims.clone()).to_string();
-        let tx = client.transaction().await?;
-        tx.execute(
-            "SELECT set_config('request.jwt.claims', $1, true), set_config('statement_timeout', $2, true)",
-            &[&claims, &self.statement_timeout_ms],
-        )
-        .await?;
-        Ok(tx)
+        let client = self.pool.get().await?;
+        self.pipelined(&client, SET_CALLER, &[&claims, &self.statement_timeout_ms], sql, params).await
     }
 
-    /// A transaction of the owning role that may see every row.
-    async fn begin_maintenance<'c>(
+    /// Runs one statement as the owning role, able to see every row (cleanup only).
+    async fn as_maintenance(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        let client = self.owner.get().await?;
+        self.pipelined(&client, SET_MAINTENANCE, &[&self.statement_timeout_ms], sql, params).await
+    }
+
+    async fn pipelined(
         &self,
-        client: &'c mut deadpool_postgres::Object,
-    ) -> Result<deadpool_postgres::Transaction<'c>, DbError> {
-        let tx = client.transaction().await?;
-        tx.execute(
-            "SELECT set_config('ferry.maintenance', 'on', true), set_config('statement_timeout', $1, true)",
-            &[&self.statement_timeout_ms],
-        )
-        .await?;
-        Ok(tx)
+        client: &deadpool_postgres::Object,
+        setup_sql: &str,
+        setup_params: &[&(dyn ToSql + Sync)],
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, DbError> {
+        let (setup, statement) = tokio::join!(client.prepare_cached(setup_sql), client.prepare_cached(sql));
+        let (setup, statement) = (setup?, statement?);
+        let (begin, set, rows, commit) = tokio::join!(
+            client.batch_execute("BEGIN"),
+            client.query(&setup, setup_params),
+            client.query(&statement, params),
+            client.batch_execute("COMMIT"),
+        );
+        begin?;
+        set?;
+        let rows = rows?;
+        commit?;
+        Ok(rows)
     }
 }
+
+/// Publishes the caller for row-level security, for this transaction only.
+const SET_CALLER: &str = "SELECT set_config('request.jwt.claims', $1, true), set_config('statement_timeout', $2, true)";
+/// Lets the owning role's maintenance policy apply, for this transaction only.
+const SET_MAINTENANCE: &str =
+    "SELECT set_config('ferry.maintenance', 'on', true), set_config('statement_timeout', $1, true)";
 
 #[async_trait]
 impl Metadata for PostgresMetadata {
     async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError> {
-        let mut client = self.pool.get().await?;
-        let tx = self.begin_as(&mut client, who).await?;
-        let inserted = tx
-            .query_opt(
-                &format!(
-                    "INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}"
-                ),
-                &[
-                    &file.object_key,
-                    &file.file_url,
-                    &who.user_id,
-                    &file.file_name,
-                    &file.content_type,
-                    &file.size,
-                    &file.etag,
-                ],
-            )
-            .await?;
-        let result = match inserted {
-            Some(row) => (from_row(&row), Recorded::Created),
-            None => {
-                // Row-level security hides another user's row: not visible means not ours.
-                let existing = tx
-                    .query_opt(&format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = $1"), &[&file.object_key])
-                    .await?;
-                match existing.map(|r| from_row(&r)) {
-                    Some(record) if record.user_id == who.user_id => (record, Recorded::Existing),
-                    _ => return Err(DbError::KeyTaken),
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(result)
+        // The common case in one statement: insert, or find the row a repeated confirm made.
+        let sql = format!(
+            "WITH inserted AS ( \
+                 INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}) \
+             SELECT *, true AS created FROM inserted \
+             UNION ALL \
+             SELECT {COLUMNS}, false FROM b2_files WHERE object_key = $1 AND NOT EXISTS (SELECT 1 FROM inserted)"
+        );
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &file.object_key,
+            &file.file_url,
+            &who.user_id,
+            &file.file_name,
+            &file.content_type,
+            &file.size,
+            &file.etag,
+        ];
+        let mut rows = self.as_user(who, &sql, &params).await?;
+        if rows.is_empty() {
+            // A concurrent confirm committed the row after this statement's snapshot was taken:
+            // look again with a fresh one.
+            rows = self
+                .as_user(
+                    who,
+                    &format!("SELECT {COLUMNS}, false AS created FROM b2_files WHERE object_key = $1"),
+                    &[&file.object_key],
+                )
+                .await?;
+        }
+        // Row-level security hides another user's row: not visible means not ours.
+        let row = rows.first().ok_or(DbError::KeyTaken)?;
+        let record = from_row(row);
+        if record.user_id != who.user_id {
+            return Err(DbError::KeyTaken);
+        }
+        let created: bool = row.get("created");
+        Ok((record, if created { Recorded::Created } else { Recorded::Existing }))
     }
 
     async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError> {
-        let mut client = self.pool.get().await?;
-        let tx = self.begin_as(&mut client, who).await?;
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM b2_files WHERE user_id = $1 AND deleting_at IS NULL AND id < $2::int8 \
-                     ORDER BY id DESC LIMIT $3"
-                ),
-                &[&who.user_id, &before.unwrap_or(i64::MAX), &i64::from(limit)],
-            )
-            .await?;
-        tx.commit().await?;
+        // Ordered by the column itself (not the widened alias) so the (user_id, id) index serves it.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM b2_files WHERE user_id = $1 AND deleting_at IS NULL AND b2_files.id < $2::int8 \
+             ORDER BY b2_files.id DESC LIMIT $3"
+        );
+        let rows = self.as_user(who, &sql, &[&who.user_id, &before.unwrap_or(i64::MAX), &i64::from(limit)]).await?;
         Ok(rows.iter().map(from_row).collect())
     }
 
     async fn find_by_key(&self, who: &Caller, key: &str) -> Result<Option<FileRecord>, DbError> {
-        self.one_as(who, &format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = $1 AND user_id = $2"), key).await
+        let sql = format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = $1 AND user_id = $2");
+        Ok(self.as_user(who, &sql, &[&key, &who.user_id]).await?.first().map(from_row))
     }
 
     async fn get(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
-        self.one_by_id_as(
-            who,
-            &format!("SELECT {COLUMNS} FROM b2_files WHERE id = $1::int8 AND user_id = $2 AND deleting_at IS NULL"),
-            id,
-        )
-        .await
+        let sql = format!(
+            "SELECT {COLUMNS} FROM b2_files WHERE b2_files.id = $1::int8 AND user_id = $2 AND deleting_at IS NULL"
+        );
+        Ok(self.as_user(who, &sql, &[&id, &who.user_id]).await?.first().map(from_row))
     }
 
     async fn mark_deleting(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
-        self.one_by_id_as(
-            who,
-            &format!(
-                "UPDATE b2_files SET deleting_at = COALESCE(deleting_at, now()) \
-                 WHERE id = $1::int8 AND user_id = $2 RETURNING {COLUMNS}"
-            ),
-            id,
-        )
-        .await
+        let sql = format!(
+            "UPDATE b2_files SET deleting_at = COALESCE(deleting_at, now()) \
+             WHERE b2_files.id = $1::int8 AND user_id = $2 RETURNING {COLUMNS}"
+        );
+        Ok(self.as_user(who, &sql, &[&id, &who.user_id]).await?.first().map(from_row))
     }
 
     async fn remove(&self, who: &Caller, id: i64) -> Result<(), DbError> {
-        let mut client = self.pool.get().await?;
-        let tx = self.begin_as(&mut client, who).await?;
-        tx.execute("DELETE FROM b2_files WHERE id = $1::int8 AND user_id = $2", &[&id, &who.user_id]).await?;
-        tx.commit().await?;
+        self.as_user(who, "DELETE FROM b2_files WHERE id = $1::int8 AND user_id = $2", &[&id, &who.user_id]).await?;
         Ok(())
     }
 
     async fn stuck_deletions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<FileRecord>, DbError> {
-        let mut client = self.owner.get().await?;
-        let tx = self.begin_maintenance(&mut client).await?;
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM b2_files WHERE deleting_at IS NOT NULL AND deleting_at < $1 \
-                     ORDER BY id LIMIT $2"
-                ),
-                &[&before, &i64::from(limit)],
-            )
-            .await?;
-        tx.commit().await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM b2_files WHERE deleting_at IS NOT NULL AND deleting_at < $1 \
+             ORDER BY b2_files.id LIMIT $2"
+        );
+        let rows = self.as_maintenance(&sql, &[&before, &i64::from(limit)]).await?;
         Ok(rows.iter().map(from_row).collect())
     }
 
     async fn purge(&self, id: i64) -> Result<(), DbError> {
-        let mut client = self.owner.get().await?;
-        let tx = self.begin_maintenance(&mut client).await?;
-        tx.execute("DELETE FROM b2_files WHERE id = $1::int8", &[&id]).await?;
-        tx.commit().await?;
+        self.as_maintenance("DELETE FROM b2_files WHERE id = $1::int8", &[&id]).await?;
         Ok(())
     }
 
     async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, DbError> {
-        let mut client = self.owner.get().await?;
-        let tx = self.begin_maintenance(&mut client).await?;
-        let rows = tx.query("SELECT object_key FROM b2_files WHERE object_key = ANY($1)", &[&keys]).await?;
-        tx.commit().await?;
+        let rows = self.as_maintenance("SELECT object_key FROM b2_files WHERE object_key = ANY($1)", &[&keys]).await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -334,24 +327,6 @@ impl Metadata for PostgresMetadata {
 
     fn describe(&self) -> String {
         self.description.clone()
-    }
-}
-
-impl PostgresMetadata {
-    async fn one_as(&self, who: &Caller, sql: &str, key: &str) -> Result<Option<FileRecord>, DbError> {
-        let mut client = self.pool.get().await?;
-        let tx = self.begin_as(&mut client, who).await?;
-        let row = tx.query_opt(sql, &[&key, &who.user_id]).await?;
-        tx.commit().await?;
-        Ok(row.as_ref().map(from_row))
-    }
-
-    async fn one_by_id_as(&self, who: &Caller, sql: &str, id: i64) -> Result<Option<FileRecord>, DbError> {
-        let mut client = self.pool.get().await?;
-        let tx = self.begin_as(&mut client, who).await?;
-        let row = tx.query_opt(sql, &[&id, &who.user_id]).await?;
-        tx.commit().await?;
-        Ok(row.as_ref().map(from_row))
     }
 }
 
