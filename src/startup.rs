@@ -18,7 +18,7 @@ use crate::app::{AppState, Settings};
 use crate::auth::{AuthMode, JwtVerifier};
 use crate::config::{Config, ConfigError, S3Config, Secret, StoreConfig, socket_text};
 use crate::db::{DbError, PoolOptions};
-use crate::storage::{S3Store, StoreError};
+use crate::storage::{ObjectStore, S3Store, StoreError};
 use crate::upload::{TicketSigner, UploadPolicy};
 use crate::{api, embedded, sweep};
 
@@ -100,10 +100,11 @@ impl Application {
         let mut origins = cfg.cors_origins.clone();
         origins.push(own_origin);
 
-        let (s3, store) = match &cfg.store {
+        let (s3, store, object_store) = match &cfg.store {
             StoreConfig::External(s3) => {
                 tracing::info!(endpoint = %s3.endpoint, bucket = %s3.bucket, region = %s3.region, "object store: external S3-compatible bucket");
-                (s3.clone(), None)
+                let remote: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3)?);
+                (s3.clone(), None, remote)
             }
             StoreConfig::Embedded(e) => {
                 let listener = store_listener.ok_or_else(|| StartupError::Bind {
@@ -117,15 +118,6 @@ impl Application {
                 };
                 let endpoint = Url::parse(&format!("http://{store_addr}")).expect("socket address URL");
                 let root = cfg.data_dir.join("objects");
-                let router = embedded::router(&embedded::StoreOptions {
-                    root: &root,
-                    bucket: &e.bucket,
-                    access_key_id: &e.access_key_id,
-                    secret_access_key: &secret,
-                    public_read: cfg.public_bucket,
-                    cors_origins: origins.clone(),
-                })
-                .map_err(|source| StartupError::DataDir { path: root.display().to_string(), source })?;
                 tracing::info!(endpoint = %endpoint, bucket = %e.bucket, dir = %root.display(), "object store: embedded");
                 let s3 = S3Config {
                     public_endpoint: e.public_url.clone().unwrap_or_else(|| endpoint.clone()),
@@ -133,16 +125,28 @@ impl Application {
                     bucket: e.bucket.clone(),
                     region: "us-east-1".into(),
                     access_key_id: e.access_key_id.clone(),
-                    secret_access_key: secret,
+                    secret_access_key: secret.clone(),
                 };
-                (s3, Some((listener, router)))
+                let (router, local) = embedded::open(
+                    &embedded::StoreOptions {
+                        root: &root,
+                        bucket: &e.bucket,
+                        access_key_id: &e.access_key_id,
+                        secret_access_key: &secret,
+                        public_read: cfg.public_bucket,
+                        cors_origins: origins.clone(),
+                    },
+                    Some(S3Store::new(&s3)?),
+                )
+                .map_err(|source| StartupError::DataDir { path: root.display().to_string(), source })?;
+                let local: Arc<dyn ObjectStore> = Arc::new(local.expect("a signer was given"));
+                (s3, Some((listener, router)), local)
             }
         };
         let ticket_secret = match &cfg.upload_secret {
             Some(s) => s.clone(),
             None => derive_secret(&s3.secret_access_key, b"ferry upload tickets"),
         };
-        let object_store = Arc::new(S3Store::new(&s3)?);
         let pool = PoolOptions {
             max_connections: cfg.db_pool_size,
             acquire_timeout: cfg.db_timeout,

@@ -6,7 +6,10 @@
 
 mod backend;
 mod disk;
+mod local;
 mod multipart;
+
+pub use local::LocalObjects;
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -54,7 +57,17 @@ pub struct StoreOptions<'a> {
 
 /// Builds the store's HTTP app (serve it with `axum::serve`).
 pub fn router(opts: &StoreOptions<'_>) -> std::io::Result<Router> {
+    Ok(open(opts, None)?.0)
+}
+
+/// Builds the store's HTTP app and, given the signer for browser URLs, the in-process view
+/// Ferry itself uses (same disk, no HTTP).
+pub fn open(
+    opts: &StoreOptions<'_>,
+    signer: Option<crate::storage::S3Store>,
+) -> std::io::Result<(Router, Option<LocalObjects>)> {
     let disk = Arc::new(disk::Disk::open(opts.root, opts.bucket)?);
+    let local = signer.map(|signer| LocalObjects { disk: disk.clone(), bucket: opts.bucket.to_owned(), signer });
     let mut builder = S3ServiceBuilder::new(backend::Backend { disk });
     builder.set_auth(SimpleAuth::from_single(opts.access_key_id, opts.secret_access_key.expose()));
     builder.set_access(Access { public_read: opts.public_read });
@@ -63,7 +76,7 @@ pub fn router(opts: &StoreOptions<'_>) -> std::io::Result<Router> {
         let service = service.clone();
         async move { Ok::<_, Infallible>(call(&service, req).await) }
     });
-    Ok(Router::new().fallback_service(handler).layer(cors(&opts.cors_origins)))
+    Ok((Router::new().fallback_service(handler).layer(cors(&opts.cors_origins)), local))
 }
 
 async fn call(service: &S3Service, req: axum::extract::Request) -> Response {

@@ -1,0 +1,69 @@
+//! The embedded store seen from inside Ferry: presigned URLs are signed exactly as for any S3
+//! bucket (browsers reach the store over HTTP), but Ferry's own calls (HEAD on confirm, DELETE,
+//! listing for cleanup) go straight to the disk, with no HTTP round trip or signature check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use url::Url;
+
+use super::disk::Disk;
+use crate::storage::{ListPage, ListedObject, ObjectInfo, ObjectStore, PutRequest, S3Store, StoreError};
+
+/// Keys per listing page, as S3's default.
+const PAGE: usize = 1000;
+
+pub struct LocalObjects {
+    pub(super) disk: Arc<Disk>,
+    pub(super) bucket: String,
+    /// Signs the URLs handed to browsers.
+    pub(super) signer: S3Store,
+}
+
+fn io_error(e: std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {e}"))
+}
+
+#[async_trait]
+impl ObjectStore for LocalObjects {
+    fn presign_put(&self, req: &PutRequest<'_>) -> Url {
+        self.signer.presign_put(req)
+    }
+
+    fn presign_get(&self, key: &str, download_name: Option<&str>, ttl: Duration) -> Url {
+        self.signer.presign_get(key, download_name, ttl)
+    }
+
+    fn public_url(&self, key: &str) -> Url {
+        self.signer.public_url(key)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        let meta = self.disk.meta(&self.bucket, key).await.map_err(io_error)?;
+        Ok(meta.map(|m| ObjectInfo { size: m.size, content_type: m.content_type, etag: Some(m.etag) }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.disk.delete(&self.bucket, key).await.map_err(io_error)?;
+        Ok(())
+    }
+
+    async fn list(&self, continuation: Option<&str>) -> Result<ListPage, StoreError> {
+        let after = continuation.unwrap_or_default();
+        let all = self.disk.list(&self.bucket).await.map_err(io_error)?;
+        let mut rest = all.into_iter().filter(|m| m.key.as_str() > after);
+        let objects: Vec<ListedObject> =
+            rest.by_ref().take(PAGE).map(|m| ListedObject { key: m.key, size: m.size }).collect();
+        let next = if rest.next().is_some() { objects.last().map(|o| o.key.clone()) } else { None };
+        Ok(ListPage { objects, next })
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        if self.disk.bucket_exists(&self.bucket) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!("embedded store: bucket {} is missing", self.bucket)))
+        }
+    }
+}
