@@ -53,6 +53,15 @@ impl From<FileRecord> for FileView {
     }
 }
 
+/// `GET /files`: serialized straight from typed rows (no intermediate JSON tree).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileList {
+    success: bool,
+    files: Vec<FileView>,
+    next_cursor: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<String>,
@@ -91,13 +100,13 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<FileList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let (limit, before) = parse_list_query(query)?;
     let rows = state.db.list(&caller, limit, before).await?;
     let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id.to_string())).flatten();
     let files: Vec<FileView> = rows.into_iter().map(FileView::from).collect();
-    Ok(Json(json!({ "success": true, "files": files, "nextCursor": next_cursor })))
+    Ok(Json(FileList { success: true, files, next_cursor }))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]

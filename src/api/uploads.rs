@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::ApiError;
 use super::extract::{ApiJson, required};
@@ -100,7 +99,7 @@ async fn confirm(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<ConfirmRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Confirmed>, ApiError> {
     let key = required(req.object_key, "objectKey")?;
     Ok(confirmed(confirm_upload(&state, &caller, key).await?))
 }
@@ -143,6 +142,13 @@ pub(crate) async fn confirm_upload(state: &AppState, caller: &Caller, key: Strin
     Ok(record)
 }
 
-fn confirmed(record: FileRecord) -> Json<serde_json::Value> {
-    Json(json!({ "success": true, "file": FileView::from(record) }))
+/// The guide's `{"success": true}`, plus the record Ferry made.
+#[derive(Serialize)]
+struct Confirmed {
+    success: bool,
+    file: FileView,
+}
+
+fn confirmed(record: FileRecord) -> Json<Confirmed> {
+    Json(Confirmed { success: true, file: FileView::from(record) })
 }
