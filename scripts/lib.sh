@@ -6,10 +6,16 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 APT_UPDATED=""
+ensure_command() {  # ensure_command COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null || { log "installing $2 (Debian package)"; apt_install "$2"; }
+}
 apt_install() {
     if [ -z "$APT_UPDATED" ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
+
+WORK="$(mktemp -d /tmp/ferry-work.XXXXXX)"
+PG_USER="$(id -un)"
 
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 ensure_postgres() {
@@ -18,15 +24,13 @@ ensure_postgres() {
         apt_install postgresql
     fi
     PGBIN="$(pg_bindir)"
+    if [ "$(id -u)" = 0 ]; then
+        # initdb refuses to run as root: the clusters belong to the postgres user, which exists
+        # only once the package is installed.
+        chown postgres "$WORK"
+        PG_USER=postgres
+    fi
 }
-
-WORK="$(mktemp -d /tmp/ferry-work.XXXXXX)"
-PG_USER="$(id -un)"
-if [ "$(id -u)" = 0 ]; then
-    # initdb refuses to run as root: the clusters belong to the postgres user.
-    chown postgres "$WORK" 2>/dev/null || true
-    PG_USER=postgres
-fi
 CLUSTERS=()
 PIDS=()
 run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
