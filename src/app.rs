@@ -35,4 +35,6 @@ pub struct AppState {
     pub pending: Option<crate::webhook::PendingRecorder>,
     /// The bucket's name (webhook events for other buckets are ignored).
     pub bucket: String,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<crate::api::metrics::Metrics>,
 }

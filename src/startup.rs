@@ -173,6 +173,7 @@ impl Application {
             pending: cfg.b2_event_secret.as_ref().map(|_| crate::webhook::PendingRecorder::spawn(db.clone())),
             webhook_secret: cfg.b2_event_secret.clone(),
             bucket: s3.bucket.clone(),
+            metrics: Arc::default(),
         };
         Ok(Self {
             api: api::router(state.clone(), &origins),

@@ -166,6 +166,10 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The stable code of an error response, for the metrics middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// An error and all its causes on one line, for the log.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -195,6 +199,7 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "success": false, "error": self.to_string(), "code": self.code() });
         let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code()));
         // RFC 6750: say how to authenticate, and why a token was refused.
         let challenge = match &self {
             Self::MissingToken => Some("Bearer realm=\"ferry\"".to_owned()),

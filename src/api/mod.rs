@@ -4,6 +4,7 @@ mod error;
 mod extract;
 mod files;
 mod health;
+pub mod metrics;
 mod page;
 mod uploads;
 mod webhooks;
@@ -32,9 +33,11 @@ pub fn router(state: AppState, origins: &[String]) -> Router {
         .merge(health::router())
         .merge(page::router())
         .merge(webhooks::router())
+        .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(cors(origins))
         .layer(
             // Spans carry the matched route, never the raw URI: nothing secret ends up in a log.

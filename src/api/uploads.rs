@@ -12,7 +12,7 @@ use super::extract::{ApiJson, required};
 use super::files::FileView;
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::db::{FileRecord, NewFile, PendingUpload};
+use crate::db::{FileRecord, NewFile, PendingUpload, Recorded};
 use crate::storage::PutRequest;
 use crate::upload::{NameError, PolicyError, TicketError, clean_file_name};
 
@@ -68,6 +68,7 @@ async fn presign(
     let ttl = state.settings.upload_url_ttl;
     let expires_at = u32::try_from(now_unix() + ttl.as_secs()).unwrap_or(u32::MAX);
     let key = state.tickets.issue(&caller.user_id, &name, expires_at);
+    state.metrics.presigns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Some(pending) = &state.pending {
         pending.note(PendingUpload {
             object_key: key.clone(),
@@ -137,7 +138,12 @@ pub(crate) async fn confirm_upload(state: &AppState, caller: &Caller, key: Strin
         etag: object.etag,
         object_key: key,
     };
-    let (record, _) = state.db.record(caller, &new).await?;
+    let (record, recorded) = state.db.record(caller, &new).await?;
+    let counter = match recorded {
+        Recorded::Created => &state.metrics.confirms_new,
+        Recorded::Existing => &state.metrics.confirms_repeated,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(file_id = record.id, size = new.size, "upload confirmed");
     Ok(record)
 }

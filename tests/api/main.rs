@@ -9,6 +9,7 @@ mod bad_input;
 mod embedded_store;
 mod files;
 mod guide;
+mod health;
 mod integrity;
 mod page;
 mod postgres;
