@@ -24,6 +24,27 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Upload files through a running Ferry: straight to the bucket, multipart when large.
+    Upload {
+        /// Files to upload.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// Ferry's URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        api: String,
+        /// A bearer token (or set FERRY_TOKEN); without one, the dev-mode user is sent.
+        #[arg(long, env = "FERRY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The dev-mode user (X-User-Id), when no token is given.
+        #[arg(long, default_value = crate::auth::DEV_USER)]
+        user: String,
+        /// Content type for every file (default: from each file's extension).
+        #[arg(long)]
+        content_type: Option<String>,
+        /// Files larger than this many bytes go by multipart.
+        #[arg(long, default_value_t = 64 * 1024 * 1024)]
+        multipart_threshold: u64,
+    },
     /// Configure the bucket.
     Bucket {
         #[command(subcommand)]
@@ -84,8 +105,43 @@ pub fn init_tracing() {
 
 /// Runs the command; the returned text is printed by `main` on error.
 pub async fn run(cli: Cli) -> Result<(), String> {
-    let cfg = Config::from_env().map_err(|e| e.to_string())?;
     match cli.command.unwrap_or(Command::Serve) {
+        // A client command: it needs none of the server's configuration.
+        Command::Upload { files, api, token, user, content_type, multipart_threshold } => {
+            let identity = match token {
+                Some(token) => crate::client::Identity::Token(token),
+                None => crate::client::Identity::DevUser(user),
+            };
+            upload_files(&files, &api, identity, content_type.as_deref(), multipart_threshold).await
+        }
+        command => run_with_config(command, Config::from_env().map_err(|e| e.to_string())?).await,
+    }
+}
+
+async fn upload_files(
+    files: &[std::path::PathBuf],
+    api: &str,
+    identity: crate::client::Identity,
+    content_type: Option<&str>,
+    multipart_threshold: u64,
+) -> Result<(), String> {
+    let mut client = crate::client::Client::new(api, identity);
+    client.multipart_threshold = multipart_threshold;
+    let mut failed = 0;
+    for path in files {
+        match client.upload(path, content_type).await {
+            Ok(file) => println!("{}", serde_json::json!({ "file": path.display().to_string(), "uploaded": file })),
+            Err(e) => {
+                eprintln!("ferry: {}: {e}", path.display());
+                failed += 1;
+            }
+        }
+    }
+    if failed == 0 { Ok(()) } else { Err(format!("{failed} of {} uploads failed", files.len())) }
+}
+
+async fn run_with_config(command: Command, cfg: Config) -> Result<(), String> {
+    match command {
         Command::Serve => {
             let app = Application::bind(cfg).await.map_err(|e| e.to_string())?;
             app.run_until_stopped(shutdown_signal()).await.map_err(|e| e.to_string())
@@ -95,6 +151,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             println!("migrations applied: {db}");
             Ok(())
         }
+        Command::Upload { .. } => Err("upload is a client command".into()),
         Command::Bucket { command: BucketCommand::Cors { origins, max_age, print } } => {
             let rules = crate::storage::cors::CorsRules::new(origins, max_age).map_err(|e| e.to_string())?;
             if print {

@@ -67,6 +67,9 @@ pub enum ApiError {
     /// 422 `object-type-not-allowed`: the uploaded object's type is not allowed; it was deleted.
     #[error("the uploaded file's type {0} is not allowed and the file was removed")]
     ObjectTypeNotAllowed(String),
+    /// 400 `invalid-parts`: a multipart completion the store cannot accept.
+    #[error("{0}")]
+    InvalidParts(String),
     /// 404 `file-not-found`.
     #[error("no such file")]
     FileNotFound,
@@ -99,7 +102,8 @@ impl ApiError {
             | ContentTypeNotAllowed(_)
             | FileTooLarge { .. }
             | InvalidUserId
-            | InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            | InvalidQuery(_)
+            | InvalidParts(_) => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             MissingToken | InvalidToken(_) => StatusCode::UNAUTHORIZED,
@@ -138,6 +142,7 @@ impl ApiError {
             UploadNotFound => "upload-not-found",
             ObjectTooLarge { .. } => "object-too-large",
             ObjectTypeNotAllowed(_) => "object-type-not-allowed",
+            InvalidParts(_) => "invalid-parts",
             FileNotFound => "file-not-found",
             RouteNotFound => "not-found",
             MethodNotAllowed => "method-not-allowed",

@@ -5,6 +5,7 @@ mod extract;
 mod files;
 mod health;
 pub mod metrics;
+mod multipart;
 mod page;
 mod uploads;
 mod webhooks;
@@ -33,6 +34,7 @@ pub fn router(state: AppState, origins: &[String]) -> Router {
         .merge(health::router())
         .merge(page::router())
         .merge(webhooks::router())
+        .merge(multipart::router())
         .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -60,13 +60,33 @@ async fn presign(
 ) -> Result<Json<PresignResponse>, ApiError> {
     let file_name = required(req.file_name, "fileName")?;
     let content_type = required(req.content_type, "contentType")?;
-    let name = clean_file_name(&file_name).map_err(|e: NameError| ApiError::InvalidFileName(e.to_string()))?;
-    state.policy.check_type(&content_type)?;
-    if let Some(size) = req.size {
+    let ttl = state.settings.upload_url_ttl;
+    let key = issue_key(&state, &caller, &file_name, &content_type, req.size)?;
+    let url =
+        state.store.presign_put(&PutRequest { key: &key, content_type: &content_type, content_length: req.size, ttl });
+    Ok(Json(PresignResponse {
+        success: true,
+        presigned_url: url.into(),
+        public_file_url: state.store.public_url(&key).into(),
+        object_key: key,
+    }))
+}
+
+/// Checks an upload request against the rules and makes its key (a ticket for `caller`).
+/// Shared by the single-PUT presign and the multipart start.
+pub(crate) fn issue_key(
+    state: &AppState,
+    caller: &Caller,
+    file_name: &str,
+    content_type: &str,
+    size: Option<u64>,
+) -> Result<String, ApiError> {
+    let name = clean_file_name(file_name).map_err(|e: NameError| ApiError::InvalidFileName(e.to_string()))?;
+    state.policy.check_type(content_type)?;
+    if let Some(size) = size {
         state.policy.check_size(size)?;
     }
-    let ttl = state.settings.upload_url_ttl;
-    let expires_at = u32::try_from(now_unix() + ttl.as_secs()).unwrap_or(u32::MAX);
+    let expires_at = u32::try_from(now_unix() + state.settings.upload_url_ttl.as_secs()).unwrap_or(u32::MAX);
     let key = state.tickets.issue(&caller.user_id, &name, expires_at);
     state.metrics.presigns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Some(pending) = &state.pending {
@@ -76,14 +96,19 @@ async fn presign(
             expires_at: i64::from(expires_at),
         });
     }
-    let url =
-        state.store.presign_put(&PutRequest { key: &key, content_type: &content_type, content_length: req.size, ttl });
-    Ok(Json(PresignResponse {
-        success: true,
-        presigned_url: url.into(),
-        public_file_url: state.store.public_url(&key).into(),
-        object_key: key,
-    }))
+    Ok(key)
+}
+
+/// Checks that `key` is a ticket issued to `caller` and still within its confirm window.
+pub(crate) fn check_ticket(state: &AppState, caller: &Caller, key: &str) -> Result<crate::upload::Ticket, ApiError> {
+    let ticket = state.tickets.verify(&caller.user_id, key).map_err(|e: TicketError| {
+        tracing::info!(reason = %e, "key refused");
+        ApiError::UploadNotIssued
+    })?;
+    if now_unix() > u64::from(ticket.expires_at) + state.settings.confirm_grace.as_secs() {
+        return Err(ApiError::UploadExpired);
+    }
+    Ok(ticket)
 }
 
 #[derive(Deserialize)]

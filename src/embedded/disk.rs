@@ -75,6 +75,7 @@ impl Disk {
         std::fs::create_dir_all(&tmp)?;
         remove_stale_temp_files(&tmp);
         std::fs::create_dir_all(root.join(".uploads"))?;
+        remove_abandoned_multipart_uploads(&root.join(".uploads"));
         Ok(Self { root: root.to_owned(), locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect() })
     }
 
@@ -245,6 +246,20 @@ fn remove_stale_temp_files(tmp: &Path) {
         let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE));
         if old {
             let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Multipart uploads nobody completed or aborted for a week are dropped with their parts
+/// (the lifecycle rule S3 users set with AbortIncompleteMultipartUpload).
+fn remove_abandoned_multipart_uploads(uploads: &Path) {
+    const ABANDONED: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+    let Ok(entries) = std::fs::read_dir(uploads) else { return };
+    for entry in entries.flatten() {
+        let old =
+            entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > ABANDONED));
+        if old {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

@@ -69,6 +69,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn list(&self, continuation: Option<&str>) -> Result<ListPage, StoreError>;
     /// Whether the bucket can be reached with Ferry's credentials.
     async fn health(&self) -> Result<(), StoreError>;
+    /// Starts a multipart upload (for files past the single-PUT limit); returns its upload id.
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError>;
+    /// A URL the client can PUT part `part_number` (1-based) to.
+    fn presign_part(&self, key: &str, upload_id: &str, part_number: u16, ttl: Duration) -> Url;
+    /// Joins the parts, whose ETags are given in part order (1, 2, ...).
+    async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), StoreError>;
+    /// Abandons a multipart upload and its parts.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
 }
 
 /// Everything but RFC 5987's `attr-char` is percent-encoded in `filename*`.

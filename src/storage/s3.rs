@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
-use rusty_s3::actions::ListObjectsV2;
+use rusty_s3::actions::{
+    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, UploadPart,
+};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use url::Url;
 
@@ -160,5 +162,68 @@ impl ObjectStore for S3Store {
         } else {
             Err(StoreError::Refused(format!("HEAD bucket answered {}", response.status())))
         }
+    }
+
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+        let mut action = CreateMultipartUpload::new(&self.internal, Some(&self.credentials), key);
+        action.headers_mut().insert("content-type", content_type.to_owned());
+        let url = action.sign(SELF_CALL_TTL);
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", content_type)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        if !status.is_success() {
+            return Err(refused_or_unavailable(status, "CreateMultipartUpload"));
+        }
+        let parsed = CreateMultipartUpload::parse_response(&body)
+            .map_err(|e| StoreError::Refused(format!("unreadable CreateMultipartUpload answer: {e}")))?;
+        Ok(parsed.upload_id().to_owned())
+    }
+
+    fn presign_part(&self, key: &str, upload_id: &str, part_number: u16, ttl: Duration) -> Url {
+        UploadPart::new(&self.public, Some(&self.credentials), key, part_number, upload_id).sign(ttl)
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), StoreError> {
+        let action = CompleteMultipartUpload::new(
+            &self.internal,
+            Some(&self.credentials),
+            key,
+            upload_id,
+            etags.iter().map(String::as_str),
+        );
+        let url = action.sign(SELF_CALL_TTL);
+        let response =
+            self.http.post(url).body(action.body()).send().await.map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        // S3 may answer 200 and still report an error in the body.
+        if !status.is_success() || body.contains("<Error>") {
+            return Err(StoreError::Refused(format!("CompleteMultipartUpload answered {status}")));
+        }
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        let url =
+            AbortMultipartUpload::new(&self.internal, Some(&self.credentials), key, upload_id).sign(SELF_CALL_TTL);
+        let response = self.send(Method::DELETE, url).await?;
+        match response.status() {
+            status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+            status => Err(StoreError::Refused(format!("AbortMultipartUpload answered {status}"))),
+        }
+    }
+}
+
+fn refused_or_unavailable(status: StatusCode, what: &str) -> StoreError {
+    if status.is_server_error() {
+        StoreError::Unavailable(format!("{what} answered {status}"))
+    } else {
+        StoreError::Refused(format!("{what} answered {status}"))
     }
 }

@@ -11,6 +11,7 @@ mod files;
 mod guide;
 mod health;
 mod integrity;
+mod multipart;
 mod page;
 mod postgres;
 mod presigned;

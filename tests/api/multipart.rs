@@ -1,0 +1,146 @@
+//! Large files by multipart, and `ferry upload` using it, with real bytes.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Backend, random_bytes, reply, spawn_app};
+
+crate::on_both_backends!(
+    a_multipart_upload_is_joined_verified_and_recorded,
+    a_multipart_completion_with_a_bogus_etag_records_nothing,
+    another_user_cannot_get_part_urls_for_my_upload,
+    ferry_upload_sends_small_files_whole_and_large_ones_in_parts
+);
+
+const MIB: usize = 1024 * 1024;
+
+async fn a_multipart_upload_is_joined_verified_and_recorded(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bytes = random_bytes(17 * MIB + 5);
+    let start = app
+        .post_json_as(
+            "alice",
+            "/multipart/start",
+            &json!({ "fileName": "movie.mp4", "contentType": "video/mp4", "size": bytes.len() }),
+        )
+        .await;
+    assert_eq!(start.status, StatusCode::OK, "{}", start.body);
+    assert_eq!(start.body["partCount"], 2);
+    let part_size = start.body["partSize"].as_u64().unwrap() as usize;
+    let (key, upload_id) = (start.body["objectKey"].clone(), start.body["uploadId"].clone());
+    let urls = app
+        .post_json_as(
+            "alice",
+            "/multipart/urls",
+            &json!({ "objectKey": key, "uploadId": upload_id, "partNumbers": [1, 2] }),
+        )
+        .await;
+    let mut parts = Vec::new();
+    for (i, entry) in urls.body["urls"].as_array().unwrap().iter().enumerate() {
+        let chunk = bytes[i * part_size..((i + 1) * part_size).min(bytes.len())].to_vec();
+        let response = app.http.put(entry["url"].as_str().unwrap()).body(chunk).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        parts.push(json!({ "partNumber": entry["partNumber"], "etag": etag }));
+    }
+    let done = app
+        .post_json_as(
+            "alice",
+            "/multipart/complete",
+            &json!({ "objectKey": key, "uploadId": upload_id, "parts": parts }),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["file"]["size"], bytes.len());
+    assert_eq!(done.body["file"]["contentType"], "video/mp4");
+    let id = done.body["file"]["id"].as_i64().unwrap();
+    assert_eq!(app.download_as("alice", id).await, bytes);
+}
+
+async fn a_multipart_completion_with_a_bogus_etag_records_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let start = app
+        .post_json_as(
+            "alice",
+            "/multipart/start",
+            &json!({ "fileName": "a.bin", "contentType": "application/octet-stream", "size": 10 }),
+        )
+        .await;
+    let (key, upload_id) = (start.body["objectKey"].clone(), start.body["uploadId"].clone());
+    let urls = app
+        .post_json_as(
+            "alice",
+            "/multipart/urls",
+            &json!({ "objectKey": key, "uploadId": upload_id, "partNumbers": [1] }),
+        )
+        .await;
+    app.http.put(urls.body["urls"][0]["url"].as_str().unwrap()).body(vec![1u8; 10]).send().await.unwrap();
+    let bogus = json!([{ "partNumber": 1, "etag": "0123456789abcdef0123456789abcdef" }]);
+    let done = app
+        .post_json_as(
+            "alice",
+            "/multipart/complete",
+            &json!({ "objectKey": key, "uploadId": upload_id, "parts": bogus }),
+        )
+        .await;
+    assert_eq!((done.status, done.code()), (StatusCode::BAD_REQUEST, "invalid-parts"));
+    let gap = json!([{ "partNumber": 2, "etag": "x" }]);
+    let done = app
+        .post_json_as("alice", "/multipart/complete", &json!({ "objectKey": key, "uploadId": upload_id, "parts": gap }))
+        .await;
+    assert_eq!((done.status, done.code()), (StatusCode::BAD_REQUEST, "invalid-parts"));
+    assert_eq!(app.row_count().await, 0);
+    assert!(!app.object_exists(key.as_str().unwrap()).await);
+}
+
+async fn another_user_cannot_get_part_urls_for_my_upload(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let start = app
+        .post_json_as(
+            "alice",
+            "/multipart/start",
+            &json!({ "fileName": "a.bin", "contentType": "application/octet-stream", "size": 10 }),
+        )
+        .await;
+    let body = json!({ "objectKey": start.body["objectKey"], "uploadId": start.body["uploadId"], "partNumbers": [1] });
+    let r = app.post_json_as("mallory", "/multipart/urls", &body).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "upload-not-issued"));
+    let r = app
+        .post_json_as(
+            "alice",
+            "/multipart/start",
+            &json!({ "fileName": "a.bin", "contentType": "application/octet-stream" }),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "missing-field"));
+}
+
+async fn ferry_upload_sends_small_files_whole_and_large_ones_in_parts(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("notes.txt");
+    let large = dir.path().join("big.bin");
+    std::fs::write(&small, b"a small file").unwrap();
+    let large_bytes = random_bytes(17 * MIB);
+    std::fs::write(&large, &large_bytes).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["upload", "--api", &app.url(""), "--user", "carol", "--multipart-threshold", &(MIB as u64).to_string()])
+        .arg(&small)
+        .arg(&large)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("big.bin: part 2/2"), "{stderr}");
+    let files = reply(app.get_as("carol", "/files").await).await;
+    let listed: Vec<(&str, &str)> = files.body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["fileName"].as_str().unwrap(), f["contentType"].as_str().unwrap()))
+        .collect();
+    assert_eq!(listed, [("big.bin", "application/octet-stream"), ("notes.txt", "text/plain")]);
+    let big_id = files.body["files"][0]["id"].as_i64().unwrap();
+    assert_eq!(app.download_as("carol", big_id).await, large_bytes);
+}
