@@ -231,6 +231,8 @@ fn jwt_settings(get: &impl Fn(&str) -> Option<String>) -> Result<Option<crate::a
         audience: get("FERRY_JWT_AUDIENCE"),
         leeway: Duration::from_secs(parse_or(get, "FERRY_JWT_LEEWAY", 60u64)?),
         jwks_min_refresh: Duration::from_secs(parse_or(get, "FERRY_JWKS_MIN_REFRESH", 10u64)?),
+        jwks_ttl: Duration::from_secs(parse_or(get, "FERRY_JWKS_TTL", 300u64)?),
+        jwks_max_stale: Duration::from_secs(parse_or(get, "FERRY_JWKS_MAX_STALE", 86_400u64)?),
     }))
 }
 

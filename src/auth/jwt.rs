@@ -56,6 +56,11 @@ pub struct JwtSettings {
     /// At most one JWKS fetch per this interval, whatever `kid`s arrive, so a stream of bogus
     /// `kid`s cannot hammer the provider.
     pub jwks_min_refresh: Duration,
+    /// How long a fetched key set counts as fresh.
+    pub jwks_ttl: Duration,
+    /// How long keys keep working after the last successful fetch, while the provider is down;
+    /// past that, tokens are refused with 503 (a key the provider has revoked must not live on).
+    pub jwks_max_stale: Duration,
 }
 
 struct KeySet {
@@ -73,9 +78,6 @@ pub struct JwtVerifier {
     jwks: Option<RwLock<KeySet>>,
     http: reqwest::Client,
 }
-
-/// A key set older than this is refreshed on the next request.
-const JWKS_TTL: Duration = Duration::from_secs(300);
 
 const HMAC_ALGS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
 
@@ -135,7 +137,7 @@ impl JwtVerifier {
         };
         {
             let set = jwks.read().await;
-            let fresh = set.fetched.is_some_and(|t| t.elapsed() < JWKS_TTL);
+            let fresh = set.fetched.is_some_and(|t| t.elapsed() < self.settings.jwks_ttl);
             if let Some(found) = pick(&set)
                 && fresh
             {
@@ -144,6 +146,7 @@ impl JwtVerifier {
         }
         let mut set = jwks.write().await;
         let may_fetch = set.last_attempt.is_none_or(|t| t.elapsed() >= self.settings.jwks_min_refresh);
+        let mut refreshed = false;
         if may_fetch {
             set.last_attempt = Some(Instant::now());
             match self.fetch().await {
@@ -151,6 +154,7 @@ impl JwtVerifier {
                     set.keys = fetched.keys;
                     set.anonymous = fetched.anonymous;
                     set.fetched = Some(Instant::now());
+                    refreshed = true;
                 }
                 // Stale keys keep working while the provider is down.
                 Err(e) => {
@@ -158,9 +162,11 @@ impl JwtVerifier {
                 }
             }
         }
+        // Keys fetched just now are never stale; older ones only until `jwks_max_stale`.
+        let too_stale = set.fetched.is_none_or(|t| t.elapsed() > self.settings.jwks_max_stale && !refreshed);
         match pick(&set) {
+            _ if too_stale => Err(TokenError::KeysUnavailable),
             Some(found) => found,
-            None if set.fetched.is_none() => Err(TokenError::KeysUnavailable),
             None => Err(TokenError::UnknownKey),
         }
     }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use axum::response::IntoResponse;
 use ferry::auth::jwt::mint_hs256;
 use ferry::config::Secret;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -19,6 +20,7 @@ crate::on_both_backends!(
     rs256_and_es256_tokens_verify_through_the_jwks,
     a_rotated_key_is_picked_up_and_the_old_one_dropped,
     bogus_kids_cannot_hammer_the_identity_provider,
+    known_keys_outlive_a_provider_outage_for_a_bounded_time,
     one_users_token_cannot_touch_another_users_files
 );
 
@@ -58,29 +60,44 @@ struct Jwks {
     url: String,
     keys: Arc<RwLock<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    /// While set, the endpoint answers 500, as a provider in trouble would.
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn serve_jwks(files: &[&str]) -> Jwks {
     let keys = Arc::new(RwLock::new(files.iter().map(|f| serde_json::from_str(&fixture(f)).unwrap()).collect()));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let (k, n) = (keys.clone(), fetches.clone());
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (k, n, d) = (keys.clone(), fetches.clone(), down.clone());
     let router = axum::Router::new().route(
         "/.well-known/jwks.json",
         axum::routing::get(move || {
-            let (k, n) = (k.clone(), n.clone());
+            let (k, n, d) = (k.clone(), n.clone(), d.clone());
             async move {
                 n.fetch_add(1, Ordering::SeqCst);
-                axum::Json(json!({ "keys": *k.read().await }))
+                if d.load(Ordering::SeqCst) {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+                axum::Json(json!({ "keys": *k.read().await })).into_response()
             }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    Jwks { url, keys, fetches }
+    Jwks { url, keys, fetches, down }
 }
 
 async fn spawn_with_auth(backend: Backend, jwks: Option<&Jwks>, min_refresh: &str) -> TestApp {
+    spawn_with_auth_and(backend, jwks, min_refresh, &[]).await
+}
+
+async fn spawn_with_auth_and(
+    backend: Backend,
+    jwks: Option<&Jwks>,
+    min_refresh: &str,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let mut vars = vec![
         ("FERRY_JWT_SECRET", SECRET),
         ("FERRY_JWT_ISSUER", ISSUER),
@@ -91,6 +108,7 @@ async fn spawn_with_auth(backend: Backend, jwks: Option<&Jwks>, min_refresh: &st
     if let Some(jwks) = jwks {
         vars.push(("FERRY_JWKS_URL", jwks.url.as_str()));
     }
+    vars.extend_from_slice(extra);
     spawn_app_with(backend, &vars).await
 }
 
@@ -287,4 +305,24 @@ async fn one_users_token_cannot_touch_another_users_files(backend: Backend) {
     assert_eq!(reply(confirm).await.code(), "upload-not-issued");
     assert!(app.object_exists(key).await);
     assert_eq!(list_with(&app, &alice).await.len(), 1);
+}
+
+async fn known_keys_outlive_a_provider_outage_for_a_bounded_time(backend: Backend) {
+    let token = rs("rsa-1", "rsa1.pem", &claims("rita"));
+    // Keys count as fresh for 0 s, so every request tries the provider.
+    let jwks = serve_jwks(&["rsa1.jwk.json"]).await;
+    let tolerant =
+        spawn_with_auth_and(backend, Some(&jwks), "0", &[("FERRY_JWKS_TTL", "0"), ("FERRY_JWKS_MAX_STALE", "3600")])
+            .await;
+    assert_eq!(presign_with(&tolerant, &token).await.status, StatusCode::OK);
+    jwks.down.store(true, Ordering::SeqCst);
+    assert_eq!(presign_with(&tolerant, &token).await.status, StatusCode::OK, "stale keys serve during an outage");
+
+    let jwks = serve_jwks(&["rsa1.jwk.json"]).await;
+    let strict =
+        spawn_with_auth_and(backend, Some(&jwks), "0", &[("FERRY_JWKS_TTL", "0"), ("FERRY_JWKS_MAX_STALE", "0")]).await;
+    assert_eq!(presign_with(&strict, &token).await.status, StatusCode::OK);
+    jwks.down.store(true, Ordering::SeqCst);
+    let refused = presign_with(&strict, &token).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::SERVICE_UNAVAILABLE, "auth-unavailable"));
 }
