@@ -134,7 +134,7 @@ async fn requests_answer_503_while_postgres_is_down_and_recover_without_a_restar
     run(&env("FERRY_TEST_FLAKY_START"));
     // Wait for readiness (bounded), then everything works again with the same process.
     let mut ready = false;
-    for _ in 0..100 {
+    for _ in 0..300 {
         if app.get_as("user_123", "/readyz").await.status() == StatusCode::OK {
             ready = true;
             break;

@@ -26,7 +26,8 @@ async fn upload_without_confirming(app: &TestApp, user: &str) -> String {
     let presigned = app.presign_as(user, "unconfirmed.txt", "text/plain").await;
     let key = presigned.body["objectKey"].as_str().unwrap().to_owned();
     app.put(presigned.body["presignedUrl"].as_str().unwrap(), b"by webhook".to_vec(), "text/plain").await;
-    for _ in 0..100 {
+    // Bounded wait (10 s) for the background batch writer.
+    for _ in 0..500 {
         if app.state.db.pending_owner(&key).await.unwrap().is_some() {
             return key;
         }
