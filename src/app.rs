@@ -19,6 +19,8 @@ pub struct Settings {
     pub sweep_margin: Duration,
     /// Origin of the bucket's public endpoint (the page PUTs there).
     pub store_origin: String,
+    /// The page sends files larger than this in parts.
+    pub page_multipart_threshold: u64,
 }
 
 #[derive(Clone)]

@@ -119,6 +119,8 @@ pub struct Config {
     pub b2_event_secret: Option<Secret>,
     /// JWT verification; `None` means dev mode.
     pub jwt: Option<crate::auth::JwtSettings>,
+    /// The upload page sends files larger than this in parts (multipart).
+    pub page_multipart_threshold: u64,
     /// Allow dev-mode identity (X-User-Id) on a non-loopback address.
     pub insecure_dev_auth: bool,
     /// Most database connections held at once.
@@ -170,6 +172,7 @@ impl Config {
             sweep_margin: Duration::from_secs(parse_or(&get, "FERRY_SWEEP_MARGIN", 300u64)?),
             jwt: jwt_settings(&get)?,
             b2_event_secret: get("B2_EVENT_NOTIFICATION_SECRET").map(Secret::new),
+            page_multipart_threshold: parse_or(&get, "FERRY_PAGE_MULTIPART_THRESHOLD", 64 * 1024 * 1024u64)?,
             insecure_dev_auth: parse_bool(&get, "FERRY_INSECURE_DEV_AUTH")?,
             db_pool_size: parse_or(&get, "FERRY_DB_POOL_SIZE", 16u32)?,
             db_timeout: Duration::from_secs(parse_or(&get, "FERRY_DB_TIMEOUT", 3u64)?),

@@ -168,6 +168,7 @@ impl Application {
                 sweep_delete_age: cfg.sweep_delete_age,
                 sweep_margin: cfg.sweep_margin,
                 store_origin: s3.public_endpoint.origin().ascii_serialization(),
+                page_multipart_threshold: cfg.page_multipart_threshold,
             }),
             auth,
             pending: cfg.b2_event_secret.as_ref().map(|_| crate::webhook::PendingRecorder::spawn(db.clone())),

@@ -106,29 +106,89 @@ function transferRow(file) {
   };
 }
 
-function putToBucket(url, file, contentType, row) {
+/** Shows bytes sent out of `total`, with the speed so far. */
+function progressReporter(row, total) {
+  const started = performance.now();
+  return (sent) => {
+    const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
+    row.progress.value = percent;
+    const seconds = (performance.now() - started) / 1000;
+    const speed = seconds > 0 ? `${humanSize(sent / seconds)}/s` : "";
+    row.status.textContent = `${percent}% of ${humanSize(total)} · ${speed}`;
+  };
+}
+
+/** PUTs `body` to a presigned URL; resolves with the store's ETag. */
+function sendToBucket(url, body, contentType, onProgress, transfer) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    const started = performance.now();
     xhr.open("PUT", url);
-    xhr.setRequestHeader("Content-Type", contentType);
-    xhr.upload.onprogress = (event) => {
-      if (!event.lengthComputable) return;
-      const percent = Math.floor((event.loaded / event.total) * 100);
-      row.progress.value = percent;
-      const seconds = (performance.now() - started) / 1000;
-      const speed = seconds > 0 ? `${humanSize(event.loaded / seconds)}/s` : "";
-      row.status.textContent = `${percent}% of ${humanSize(event.total)} · ${speed}`;
-    };
+    if (contentType) xhr.setRequestHeader("Content-Type", contentType);
+    xhr.upload.onprogress = (event) => onProgress(event.loaded);
     xhr.onload = () => {
-      if (xhr.status >= 200 && xhr.status < 300) resolve();
+      transfer.requests.delete(xhr);
+      if (xhr.status >= 200 && xhr.status < 300) resolve((xhr.getResponseHeader("ETag") || "").replaceAll('"', ""));
       else reject(new ApiFailure(xhr.status, { code: "store-refused" }));
     };
-    xhr.onerror = () => reject(new ApiFailure(0, { code: "store-blocked" }));
-    xhr.onabort = () => reject(new ApiFailure(0, { code: "cancelled", error: "Cancelled." }));
-    row.cancel.onclick = () => xhr.abort();
-    xhr.send(file);
+    xhr.onerror = () => { transfer.requests.delete(xhr); reject(new ApiFailure(0, { code: "store-blocked" })); };
+    xhr.onabort = () => { transfer.requests.delete(xhr); reject(new ApiFailure(0, { code: "cancelled", error: "Cancelled." })); };
+    transfer.requests.add(xhr);
+    xhr.send(body);
   });
+}
+
+/** One presigned PUT, then the guide's confirm. */
+async function uploadWhole(file, contentType, row, transfer) {
+  const presigned = await api("/presign-b2-upload", {
+    method: "POST",
+    body: { fileName: file.name, contentType, size: file.size },
+  });
+  await sendToBucket(presigned.presignedUrl, file, contentType, progressReporter(row, file.size), transfer);
+  row.status.textContent = "Saving…";
+  await api("/save-b2-metadata", { method: "POST", body: { objectKey: presigned.objectKey } });
+}
+
+/** Large files: parts straight to the bucket, three at a time, each retried twice. */
+async function uploadInParts(file, contentType, row, transfer) {
+  const start = await api("/multipart/start", {
+    method: "POST",
+    body: { fileName: file.name, contentType, size: file.size },
+  });
+  const ids = { objectKey: start.objectKey, uploadId: start.uploadId };
+  transfer.abandon = () => api("/multipart/abort", { method: "POST", body: ids }).catch(() => {});
+  const report = progressReporter(row, file.size);
+  const sent = new Array(start.partCount).fill(0);
+  const parts = [];
+  const numbers = Array.from({ length: start.partCount }, (_, i) => i + 1);
+  for (let batch = 0; batch < numbers.length; batch += 100) {
+    const { urls } = await api("/multipart/urls", {
+      method: "POST",
+      body: { ...ids, partNumbers: numbers.slice(batch, batch + 100) },
+    });
+    let next = 0;
+    const worker = async () => {
+      while (next < urls.length) {
+        const { partNumber, url } = urls[next++];
+        const from = (partNumber - 1) * start.partSize;
+        const blob = file.slice(from, Math.min(from + start.partSize, file.size));
+        for (let attempt = 0; ; attempt += 1) {
+          try {
+            const etag = await sendToBucket(url, blob, null, (bytes) => {
+              sent[partNumber - 1] = bytes;
+              report(sent.reduce((a, b) => a + b, 0));
+            }, transfer);
+            parts.push({ partNumber, etag });
+            break;
+          } catch (err) {
+            if (err.code === "cancelled" || attempt >= 2) throw err;
+          }
+        }
+      }
+    };
+    await Promise.all([worker(), worker(), worker()]);
+  }
+  row.status.textContent = "Saving…";
+  await api("/multipart/complete", { method: "POST", body: { ...ids, parts } });
 }
 
 async function upload(file, row) {
@@ -138,20 +198,19 @@ async function upload(file, row) {
   row.progress.value = 0;
   row.status.textContent = "Preparing…";
   const contentType = file.type || "application/octet-stream";
+  const transfer = { requests: new Set(), abandon: null };
+  row.cancel.onclick = () => { for (const xhr of transfer.requests) xhr.abort(); };
   try {
-    const presigned = await api("/presign-b2-upload", {
-      method: "POST",
-      body: { fileName: file.name, contentType, size: file.size },
-    });
-    await putToBucket(presigned.presignedUrl, file, contentType, row);
-    row.status.textContent = "Saving…";
-    await api("/save-b2-metadata", { method: "POST", body: { objectKey: presigned.objectKey } });
+    if (file.size > session.config.multipartThreshold) await uploadInParts(file, contentType, row, transfer);
+    else await uploadWhole(file, contentType, row, transfer);
     row.progress.value = 100;
     row.status.textContent = `Uploaded (${humanSize(file.size)}).`;
     row.status.className = "transfer-status done";
     row.cancel.hidden = true;
     refreshList();
   } catch (err) {
+    for (const xhr of transfer.requests) xhr.abort();
+    transfer.abandon?.();
     row.status.textContent = describe(err);
     row.status.className = "transfer-status error";
     row.cancel.hidden = true;

@@ -58,6 +58,7 @@ async fn page_config(State(state): State<AppState>) -> Json<serde_json::Value> {
         "auth": auth,
         "devUser": DEV_USER,
         "maxFileSize": state.policy.max_file_size,
+        "multipartThreshold": state.settings.page_multipart_threshold,
         "allowedTypes": state.policy.allowed_patterns(),
     }))
 }

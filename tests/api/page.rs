@@ -1,12 +1,13 @@
 //! The upload page in real headless Chromium: the page on one origin, the store on another.
 
-use crate::helpers::{Backend, ExternalStore, spawn_app, spawn_app_with_store};
+use crate::helpers::{Backend, ExternalStore, spawn_app, spawn_app_with, spawn_app_with_store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
     let chromium = std::env::var("FERRY_TEST_CHROMIUM")
         .expect("the page test needs FERRY_TEST_CHROMIUM (the README's test command installs Chromium and sets it)");
-    let app = spawn_app(Backend::Sqlite).await;
+    // Files over 8 MiB go in parts, so the browser test exercises multipart too.
+    let app = spawn_app_with(Backend::Sqlite, &[("FERRY_PAGE_MULTIPART_THRESHOLD", "8388608")]).await;
     // A bucket whose CORS rules allow no origin at all.
     let store = ExternalStore::start().await;
     let blocked = spawn_app_with_store(Backend::Sqlite, &store, &[]).await;
@@ -29,7 +30,7 @@ async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(app.row_count().await, 1, "the uploaded file was recorded");
+    assert_eq!(app.row_count().await, 2, "both uploaded files were recorded");
     assert_eq!(blocked.row_count().await, 0, "the blocked upload wrote nothing");
     assert!(std::path::Path::new(&screenshot).exists());
 }

@@ -59,6 +59,16 @@ try {
   const got = await readFile(await download.path());
   assert.ok(got.equals(bytes), "the downloaded bytes are the uploaded bytes");
 
+  // A file over the page's multipart threshold goes in parts, three at a time, and comes back whole.
+  const large = randomBytes(17 * 1024 * 1024 + 3);
+  await page.setInputFiles("#file-input", { name: "big video.mp4", mimeType: "video/mp4", buffer: large });
+  await page.locator("#transfers li", { hasText: "big video.mp4" }).locator(".transfer-status.done").waitFor({ timeout: 120_000 });
+  const [bigDownload] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Download big video.mp4" }).click(),
+  ]);
+  assert.ok((await readFile(await bigDownload.path())).equals(large), "the multipart upload came back whole");
+
   await page.screenshot({ path: env("FERRY_SCREENSHOT"), fullPage: true });
 
   // 2. The store's CORS does not allow the page: a visible error, and nothing recorded.
@@ -70,7 +80,7 @@ try {
   assert.match(await error.innerText(), /storage service refused the upload from this page/);
   assert.ok(await blocked.getByRole("button", { name: "Retry" }).isVisible());
   assert.ok(await blocked.locator("#no-files").isVisible(), "no file is listed");
-  console.log("page test: 2 passed, 0 failed");
+  console.log("page test: 3 passed, 0 failed");
 } finally {
   await browser.close();
 }
