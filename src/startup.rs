@@ -185,8 +185,8 @@ impl Application {
         })
     }
 
-    /// Builds the application for a one-off task (`ferry sweep`): nothing listens publicly;
-    /// an embedded store is served on an ephemeral loopback port for the task's own calls.
+    /// Builds the application for a one-off task (`ferry sweep`): nothing is served. The task's
+    /// calls to an embedded store go straight to its disk, so its listener is only a placeholder.
     pub async fn for_tasks(mut cfg: Config) -> Result<Self, StartupError> {
         let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
         cfg.host = loopback;
@@ -200,9 +200,7 @@ impl Application {
             StoreConfig::External(_) => None,
         };
         let mut app = Self::build(cfg, api, store).await?;
-        if let Some((listener, router)) = app.store.take() {
-            tokio::spawn(async move { axum::serve(listener, router).await });
-        }
+        app.store = None;
         Ok(app)
     }
 

@@ -5,14 +5,14 @@
 //! it is an orphan. Objects whose keys are not Ferry keys are never touched. Several instances
 //! sweeping at once do no harm: every step is idempotent.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::storage::StoreError;
-use crate::upload::TicketSigner;
+use crate::upload::{TicketSigner, now_unix};
 
 const BATCH: u32 = 500;
 
@@ -32,10 +32,6 @@ pub enum SweepError {
     Db(#[from] DbError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// One full pass. With `dry_run`, reports what it would do and changes nothing.

@@ -52,6 +52,12 @@ pub enum ApiError {
     /// 503 `auth-unavailable`: the identity provider's keys cannot be fetched.
     #[error("the identity provider cannot be reached, try again shortly")]
     AuthUnavailable,
+    /// 401 `invalid-signature`: a B2 event notification whose signature does not verify.
+    #[error("the event notification signature does not verify")]
+    InvalidSignature,
+    /// 503 `retry-later`: some webhook events cannot be handled yet (B2 retries the batch).
+    #[error("some events cannot be handled yet")]
+    RetryLater,
     /// 403 `upload-not-issued`: the key was never issued to this user.
     #[error("this object key was not issued to you")]
     UploadNotIssued,
@@ -106,14 +112,16 @@ impl ApiError {
             | InvalidParts(_) => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            MissingToken | InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            MissingToken | InvalidToken(_) | InvalidSignature => StatusCode::UNAUTHORIZED,
             UploadNotIssued => StatusCode::FORBIDDEN,
             UploadExpired => StatusCode::GONE,
             UploadNotFound => StatusCode::CONFLICT,
             ObjectTooLarge { .. } | ObjectTypeNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             FileNotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            DatabaseUnavailable(_) | StoreUnavailable(_) | AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            DatabaseUnavailable(_) | StoreUnavailable(_) | AuthUnavailable | RetryLater => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -137,6 +145,8 @@ impl ApiError {
             InvalidToken(crate::auth::TokenError::Expired) => "token-expired",
             InvalidToken(_) => "invalid-token",
             AuthUnavailable => "auth-unavailable",
+            InvalidSignature => "invalid-signature",
+            RetryLater => "retry-later",
             UploadNotIssued => "upload-not-issued",
             UploadExpired => "upload-expired",
             UploadNotFound => "upload-not-found",

@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiError;
 use super::extract::{ApiJson, required};
-use super::files::FileView;
-use super::uploads::{check_ticket, confirm_upload, issue_key};
+use super::uploads::{Confirmed, check_ticket, confirm_upload, confirmed, issue_key};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::storage::StoreError;
@@ -146,18 +145,12 @@ struct CompleteRequest {
     parts: Option<Vec<CompletedPart>>,
 }
 
-#[derive(Serialize)]
-struct Completed {
-    success: bool,
-    file: FileView,
-}
-
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn complete(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<CompleteRequest>,
-) -> Result<Json<Completed>, ApiError> {
+) -> Result<Json<Confirmed>, ApiError> {
     let key = required(req.object_key, "objectKey")?;
     let upload_id = upload_id(req.upload_id)?;
     check_ticket(&state, &caller, &key)?;
@@ -174,7 +167,7 @@ async fn complete(
         other => other.into(),
     })?;
     let record = confirm_upload(&state, &caller, key).await?;
-    Ok(Json(Completed { success: true, file: FileView::from(record) }))
+    Ok(confirmed(record))
 }
 
 #[derive(Deserialize)]

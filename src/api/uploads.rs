@@ -1,7 +1,5 @@
 //! The guide's two endpoints: `POST /presign-b2-upload` and `POST /save-b2-metadata`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -14,14 +12,10 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::{FileRecord, NewFile, PendingUpload, Recorded};
 use crate::storage::PutRequest;
-use crate::upload::{NameError, PolicyError, TicketError, clean_file_name};
+use crate::upload::{NameError, PolicyError, TicketError, clean_file_name, now_unix};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/presign-b2-upload", post(presign)).route("/save-b2-metadata", post(confirm))
-}
-
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[derive(Deserialize)]
@@ -175,11 +169,11 @@ pub(crate) async fn confirm_upload(state: &AppState, caller: &Caller, key: Strin
 
 /// The guide's `{"success": true}`, plus the record Ferry made.
 #[derive(Serialize)]
-struct Confirmed {
+pub(crate) struct Confirmed {
     success: bool,
     file: FileView,
 }
 
-fn confirmed(record: FileRecord) -> Json<Confirmed> {
+pub(crate) fn confirmed(record: FileRecord) -> Json<Confirmed> {
     Json(Confirmed { success: true, file: FileView::from(record) })
 }

@@ -4,16 +4,16 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
 use super::ApiError;
-use super::uploads::{confirm_upload, now_unix};
+use super::uploads::confirm_upload;
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::upload::TicketSigner;
+use crate::upload::{TicketSigner, now_unix};
 use crate::webhook::{Batch, SIGNATURE_HEADER, signature_is_valid};
 
 /// B2 sends batches of events; allow more than the API's small JSON bodies.
@@ -23,21 +23,13 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/webhooks/b2", post(b2_events).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
 }
 
-fn refused(code: &'static str, message: &str, status: StatusCode) -> Response {
-    (status, Json(json!({ "success": false, "error": message, "code": code }))).into_response()
-}
-
 #[tracing::instrument(skip_all)]
 async fn b2_events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let Some(secret) = &state.webhook_secret else { return Err(ApiError::RouteNotFound) };
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !signature_is_valid(secret, signature, &body) {
         tracing::warn!("webhook refused: bad or missing signature");
-        return Ok(refused(
-            "invalid-signature",
-            "the event notification signature does not verify",
-            StatusCode::UNAUTHORIZED,
-        ));
+        return Err(ApiError::InvalidSignature);
     }
     let batch: Batch =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(format!("not a B2 event batch: {e}")))?;
@@ -74,7 +66,7 @@ async fn b2_events(State(state): State<AppState>, headers: HeaderMap, body: Byte
     }
     if retry_later {
         // B2 retries the batch; the events already handled are recognised as duplicates.
-        return Ok(refused("retry-later", "some events cannot be handled yet", StatusCode::SERVICE_UNAVAILABLE));
+        return Err(ApiError::RetryLater);
     }
     Ok(Json(json!({ "success": true, "results": results })).into_response())
 }

@@ -6,4 +6,4 @@ pub mod ticket;
 
 pub use name::{NameError, clean_file_name};
 pub use policy::{PolicyError, UploadPolicy};
-pub use ticket::{Ticket, TicketError, TicketSigner};
+pub use ticket::{Ticket, TicketError, TicketSigner, now_unix};

@@ -18,6 +18,11 @@ type HmacSha256 = Hmac<Sha256>;
 const UUID_TEXT_LEN: usize = 36;
 const TAG_BYTES: usize = 7;
 
+/// Now, in the Unix seconds tickets are written in.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// Signs and verifies upload tickets. Cheap to clone.
 #[derive(Clone)]
 pub struct TicketSigner {
