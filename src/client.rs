@@ -4,9 +4,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+
+use crate::config::defaults;
+use crate::wire::{
+    CompletedPart, ConfirmRequest, Confirmed, ErrorBody, FileView, MultipartAbortRequest, MultipartCompleteRequest,
+    MultipartStartRequest, MultipartStarted, PartUrls, PartUrlsRequest, PresignRequest, PresignResponse,
+};
 
 /// How the client proves who it is.
 #[derive(Debug, Clone)]
@@ -21,6 +28,10 @@ pub enum ClientError {
     File { path: String, source: std::io::Error },
     #[error("cannot reach {0}")]
     Network(String),
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+    #[error("{0} answered something that is not Ferry's API")]
+    Unexpected(String),
     #[error("Ferry refused: {code}: {message}")]
     Refused { code: String, message: String },
     #[error("the bucket refused part {part}: HTTP {status}")]
@@ -61,18 +72,22 @@ pub fn guess_content_type(path: &Path) -> &'static str {
 }
 
 impl Client {
-    pub fn new(api: &str, identity: Identity) -> Self {
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("HTTP client");
-        Self {
+    pub fn new(api: &str, identity: Identity) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        Ok(Self {
             api: api.trim_end_matches('/').to_owned(),
             identity,
             http,
-            multipart_threshold: 64 * 1024 * 1024,
+            multipart_threshold: defaults::MULTIPART_THRESHOLD,
             concurrency: 4,
-        }
+        })
     }
 
-    async fn call(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+    /// POSTs `body` to `path` and reads the typed answer, or Ferry's error body.
+    async fn call<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, ClientError> {
         let mut request = self.http.post(format!("{}{path}", self.api)).json(body);
         request = match &self.identity {
             Identity::Token(token) => request.bearer_auth(token),
@@ -80,14 +95,14 @@ impl Client {
         };
         let response = request.send().await.map_err(|_| ClientError::Network(self.api.clone()))?;
         let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
+        let bytes = response.bytes().await.map_err(|_| ClientError::Network(self.api.clone()))?;
         if !status.is_success() {
-            return Err(ClientError::Refused {
-                code: value["code"].as_str().unwrap_or("http-error").to_owned(),
-                message: value["error"].as_str().map_or_else(|| format!("HTTP {status}"), str::to_owned),
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => ClientError::Refused { code: body.code, message: body.error },
+                Err(_) => ClientError::Refused { code: "http-error".into(), message: format!("HTTP {status}") },
             });
         }
-        Ok(value)
+        serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected(self.api.clone()))
     }
 
     /// Streams `len` bytes of `path` from `offset` to a presigned URL; returns the ETag.
@@ -117,7 +132,7 @@ impl Client {
     }
 
     /// Uploads one file and returns the file record Ferry made.
-    pub async fn upload(&self, path: &Path, content_type: Option<&str>) -> Result<Value, ClientError> {
+    pub async fn upload(&self, path: &Path, content_type: Option<&str>) -> Result<FileView, ClientError> {
         let size = tokio::fs::metadata(path)
             .await
             .map_err(|source| ClientError::File { path: path.display().to_string(), source })?
@@ -125,13 +140,13 @@ impl Client {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned();
         let content_type = content_type.unwrap_or_else(|| guess_content_type(path));
         if size <= self.multipart_threshold {
-            let presigned = self
-                .call("/presign-b2-upload", &json!({ "fileName": name, "contentType": content_type, "size": size }))
-                .await?;
-            let url = presigned["presignedUrl"].as_str().unwrap_or_default();
-            self.put_range(url, path, 0, size, Some(content_type), 1).await?;
-            let saved = self.call("/save-b2-metadata", &json!({ "objectKey": presigned["objectKey"] })).await?;
-            return Ok(saved["file"].clone());
+            let request =
+                PresignRequest { file_name: Some(name), content_type: Some(content_type.to_owned()), size: Some(size) };
+            let presigned: PresignResponse = self.call("/presign-b2-upload", &request).await?;
+            self.put_range(&presigned.presigned_url, path, 0, size, Some(content_type), 1).await?;
+            let confirm = ConfirmRequest { object_key: Some(presigned.object_key), public_file_url: None };
+            let saved: Confirmed = self.call("/save-b2-metadata", &confirm).await?;
+            return Ok(saved.file);
         }
         self.upload_multipart(path, &name, content_type, size).await
     }
@@ -142,50 +157,53 @@ impl Client {
         name: &str,
         content_type: &str,
         size: u64,
-    ) -> Result<Value, ClientError> {
-        let started = self
-            .call("/multipart/start", &json!({ "fileName": name, "contentType": content_type, "size": size }))
-            .await?;
-        let key = started["objectKey"].clone();
-        let upload_id = started["uploadId"].clone();
-        let part_size = started["partSize"].as_u64().unwrap_or(16 * 1024 * 1024);
-        let count = size.div_ceil(part_size) as u16;
+    ) -> Result<FileView, ClientError> {
+        let request = MultipartStartRequest {
+            file_name: Some(name.to_owned()),
+            content_type: Some(content_type.to_owned()),
+            size: Some(size),
+        };
+        let started: MultipartStarted = self.call("/multipart/start", &request).await?;
+        let (key, upload_id, part_size) = (&started.object_key, &started.upload_id, started.part_size);
+        let count = u16::try_from(size.div_ceil(part_size)).map_err(|_| ClientError::Unexpected(self.api.clone()))?;
         let result = async {
             let mut parts = Vec::with_capacity(usize::from(count));
             for chunk in (1..=count).collect::<Vec<u16>>().chunks(self.concurrency.max(1) * 8) {
-                let urls = self
-                    .call("/multipart/urls", &json!({ "objectKey": key, "uploadId": upload_id, "partNumbers": chunk }))
-                    .await?;
-                let urls: Vec<(u16, String)> = urls["urls"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|u| {
-                        (u["partNumber"].as_u64().unwrap_or(0) as u16, u["url"].as_str().unwrap_or_default().to_owned())
-                    })
-                    .collect();
-                for group in urls.chunks(self.concurrency.max(1)) {
-                    let puts = group.iter().map(|(n, url)| {
-                        let offset = u64::from(n - 1) * part_size;
+                let request = PartUrlsRequest {
+                    object_key: Some(key.clone()),
+                    upload_id: Some(upload_id.clone()),
+                    part_numbers: Some(chunk.to_vec()),
+                };
+                let urls: PartUrls = self.call("/multipart/urls", &request).await?;
+                for group in urls.urls.chunks(self.concurrency.max(1)) {
+                    let puts = group.iter().map(|part| {
+                        let offset = u64::from(part.part_number - 1) * part_size;
                         let len = part_size.min(size - offset);
-                        async move { self.put_range(url, path, offset, len, None, *n).await.map(|etag| (*n, etag)) }
+                        async move {
+                            let etag = self.put_range(&part.url, path, offset, len, None, part.part_number).await?;
+                            Ok::<_, ClientError>(CompletedPart { part_number: part.part_number, etag })
+                        }
                     });
                     for done in futures::future::join_all(puts).await {
-                        let (n, etag) = done?;
-                        eprintln!("  {name}: part {n}/{count}");
-                        parts.push(json!({ "partNumber": n, "etag": etag }));
+                        let part = done?;
+                        eprintln!("  {name}: part {}/{count}", part.part_number);
+                        parts.push(part);
                     }
                 }
             }
-            let done = self
-                .call("/multipart/complete", &json!({ "objectKey": key, "uploadId": upload_id, "parts": parts }))
-                .await?;
-            Ok(done["file"].clone())
+            let request = MultipartCompleteRequest {
+                object_key: Some(key.clone()),
+                upload_id: Some(upload_id.clone()),
+                parts: Some(parts),
+            };
+            let done: Confirmed = self.call("/multipart/complete", &request).await?;
+            Ok(done.file)
         }
         .await;
         if result.is_err() {
             // Leave nothing half-uploaded behind.
-            let _ = self.call("/multipart/abort", &json!({ "objectKey": key, "uploadId": upload_id })).await;
+            let abort = MultipartAbortRequest { object_key: Some(key.clone()), upload_id: Some(upload_id.clone()) };
+            let _ = self.call::<_, crate::wire::Done>("/multipart/abort", &abort).await;
         }
         result
     }

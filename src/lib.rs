@@ -3,25 +3,29 @@
 //! A browser asks Ferry for a presigned URL, PUTs the bytes straight to the bucket, and asks
 //! Ferry to record the upload; Ferry checks the object really exists before it writes a row.
 //!
-//! - [`api`]: the HTTP edge (the guide's endpoints, files, health)
-//! - [`auth`]: who is calling
-//! - [`upload`]: keys, upload tickets, upload rules
-//! - [`storage`]: the S3 client behind a small trait
-//! - [`embedded`]: the S3-compatible store Ferry runs when no bucket is configured
-//! - [`db`]: metadata in SQLite or Postgres
-//! - [`sweep`]: cleanup of abandoned uploads and half-done deletes
-//! - [`startup`]: building and serving all of it
+//! Layers, top to bottom (imports only point down):
+//!
+//! - [`cli`] → [`startup`] (HTTP on top of the core) → [`api`] (the HTTP edge: parse, call, answer)
+//! - [`core`]: builds everything below from a [`config::Config`], without sockets
+//! - domain: [`upload`] (the upload service), [`sweep`] (cleanup), [`webhook`] (B2 events)
+//! - ports: [`db`] (metadata), [`storage`] + [`embedded`] (objects), [`auth`] (token verification)
+//! - leaf types: [`identity`], [`config`], [`wire`] (the API's bodies), [`telemetry`]
+//!
+//! [`client`] is the API client behind `ferry upload`; it shares [`wire`] with the server.
 
 pub mod api;
-pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod core;
 pub mod db;
 pub mod embedded;
+pub mod identity;
 pub mod startup;
 pub mod storage;
 pub mod sweep;
+pub mod telemetry;
 pub mod upload;
 pub mod webhook;
+pub mod wire;

@@ -8,9 +8,9 @@ async fn main() -> std::process::ExitCode {
     let cli = ferry::cli::Cli::parse();
     match ferry::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ferry: {message}");
-            std::process::ExitCode::FAILURE
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            std::process::ExitCode::from(e.exit_code())
         }
     }
 }

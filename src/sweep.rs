@@ -5,13 +5,15 @@
 //! it is an orphan. Objects whose keys are not Ferry keys are never touched. Several instances
 //! sweeping at once do no harm: every step is idempotent.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
-use crate::db::DbError;
-use crate::storage::StoreError;
+use crate::config::SweepConfig;
+use crate::db::{DbError, Maintenance};
+use crate::storage::{ObjectStore, StoreError};
+use crate::telemetry::error_chain;
 use crate::upload::{TicketSigner, now_unix};
 
 const BATCH: u32 = 500;
@@ -34,92 +36,119 @@ pub enum SweepError {
     Store(#[from] StoreError),
 }
 
-/// One full pass. With `dry_run`, reports what it would do and changes nothing.
-pub async fn sweep_once(state: &AppState, dry_run: bool) -> Result<SweepReport, SweepError> {
-    let mut report = SweepReport::default();
-    finish_deletes(state, dry_run, &mut report).await?;
-    remove_orphans(state, dry_run, &mut report).await?;
-    if !dry_run {
-        // Webhook bookkeeping older than any confirm window is of no further use.
-        let keep = state.settings.confirm_grace + state.settings.sweep_margin;
-        state.db.prune(now_unix().saturating_sub(keep.as_secs()) as i64).await?;
-    }
-    Ok(report)
+/// The cleanup job: one pass on demand (`ferry sweep`), or periodically inside `ferry serve`.
+pub struct Sweeper {
+    db: Arc<dyn Maintenance>,
+    store: Arc<dyn ObjectStore>,
+    /// How long after its URL expired an upload may still be confirmed.
+    confirm_grace: Duration,
+    cfg: SweepConfig,
 }
 
-async fn finish_deletes(state: &AppState, dry_run: bool, report: &mut SweepReport) -> Result<(), SweepError> {
-    let age = chrono::Duration::from_std(state.settings.sweep_delete_age).unwrap_or(chrono::Duration::MAX);
-    let before = chrono::Utc::now() - age;
-    let mut seen_last = 0;
-    loop {
-        let rows = state.db.stuck_deletions(before, BATCH).await?;
-        let rows: Vec<_> = rows.into_iter().filter(|r| r.id > seen_last).collect();
-        let Some(last) = rows.last() else {
-            return Ok(());
-        };
-        seen_last = last.id;
-        for row in rows {
-            if !dry_run {
-                state.store.delete(&row.object_key).await?;
-                state.db.purge(row.id).await?;
-            }
-            report.finished_deletes.push(row.object_key);
-        }
-        if dry_run {
-            return Ok(());
-        }
+impl Sweeper {
+    pub fn new(
+        db: Arc<dyn Maintenance>,
+        store: Arc<dyn ObjectStore>,
+        confirm_grace: Duration,
+        cfg: SweepConfig,
+    ) -> Self {
+        Self { db, store, confirm_grace, cfg }
     }
-}
 
-async fn remove_orphans(state: &AppState, dry_run: bool, report: &mut SweepReport) -> Result<(), SweepError> {
-    // The extra margin lets a confirm that was in flight at its deadline win the race.
-    let wait = state.settings.confirm_grace + state.settings.sweep_margin;
-    let cutoff = now_unix().saturating_sub(wait.as_secs());
-    let mut continuation: Option<String> = None;
-    loop {
-        let page = state.store.list(continuation.as_deref()).await?;
-        report.scanned += page.objects.len() as u64;
-        let expired: Vec<String> = page
-            .objects
-            .into_iter()
-            .filter(|o| TicketSigner::parse(&o.key).is_ok_and(|(_, t)| u64::from(t.expires_at) < cutoff))
-            .map(|o| o.key)
-            .collect();
-        if !expired.is_empty() {
-            let known = state.db.known_keys(&expired).await?;
-            for key in expired.into_iter().filter(|k| !known.contains(k)) {
+    /// One full pass. With `dry_run`, reports what it would do and changes nothing.
+    pub async fn sweep_once(&self, dry_run: bool) -> Result<SweepReport, SweepError> {
+        let mut report = SweepReport::default();
+        self.finish_deletes(dry_run, &mut report).await?;
+        self.remove_orphans(dry_run, &mut report).await?;
+        if !dry_run {
+            // Webhook bookkeeping older than any confirm window is of no further use.
+            let keep = self.confirm_grace + self.cfg.margin;
+            self.db.prune(now_unix().saturating_sub(keep.as_secs()) as i64).await?;
+        }
+        Ok(report)
+    }
+
+    async fn finish_deletes(&self, dry_run: bool, report: &mut SweepReport) -> Result<(), SweepError> {
+        let (db, store) = (&self.db, &self.store);
+        let age = chrono::Duration::from_std(self.cfg.delete_age).unwrap_or(chrono::Duration::MAX);
+        let before = chrono::Utc::now() - age;
+        let mut seen_last = 0;
+        loop {
+            let rows = db.stuck_deletions(before, BATCH).await?;
+            let rows: Vec<_> = rows.into_iter().filter(|r| r.id > seen_last).collect();
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            seen_last = last.id;
+            for row in rows {
                 if !dry_run {
-                    state.store.delete(&key).await?;
+                    store.delete(&row.object_key).await?;
+                    db.purge(row.id).await?;
                 }
-                report.orphans.push(key);
+                report.finished_deletes.push(row.object_key);
             }
-        }
-        match page.next {
-            Some(next) => continuation = Some(next),
-            None => return Ok(()),
+            if dry_run {
+                return Ok(());
+            }
         }
     }
-}
 
-/// Sweeps every `interval` until `stop` is cancelled.
-pub async fn run_periodically(state: AppState, interval: Duration, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        match sweep_once(&state, false).await {
-            Ok(r) if r.orphans.is_empty() && r.finished_deletes.is_empty() => {
-                tracing::debug!(scanned = r.scanned, "sweep: nothing to clean");
+    async fn remove_orphans(&self, dry_run: bool, report: &mut SweepReport) -> Result<(), SweepError> {
+        let (db, store) = (&self.db, &self.store);
+        // The extra margin lets a confirm that was in flight at its deadline win the race.
+        let wait = self.confirm_grace + self.cfg.margin;
+        let cutoff = now_unix().saturating_sub(wait.as_secs());
+        let mut continuation: Option<String> = None;
+        loop {
+            let page = store.list(continuation.as_deref()).await?;
+            report.scanned += page.objects.len() as u64;
+            let expired: Vec<String> = page
+                .objects
+                .into_iter()
+                .filter(|o| TicketSigner::parse(&o.key).is_ok_and(|(_, t)| u64::from(t.expires_at) < cutoff))
+                .map(|o| o.key)
+                .collect();
+            if !expired.is_empty() {
+                let known = db.known_keys(&expired).await?;
+                for key in expired.into_iter().filter(|k| !known.contains(k)) {
+                    if !dry_run {
+                        store.delete(&key).await?;
+                    }
+                    report.orphans.push(key);
+                }
             }
-            Ok(r) => tracing::info!(
-                scanned = r.scanned,
-                orphans = r.orphans.len(),
-                finished_deletes = r.finished_deletes.len(),
-                "sweep cleaned up"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %crate::api::error_chain(&e), "sweep failed; will retry")
+            match page.next {
+                Some(next) => continuation = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Sweeps every `interval` (from the configuration) until `stop` is cancelled; does
+    /// nothing when the interval is zero.
+    pub async fn run_periodically(self: Arc<Self>, stop: CancellationToken) {
+        let interval = self.cfg.interval;
+        if interval.is_zero() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            match self.sweep_once(false).await {
+                Ok(r) if r.orphans.is_empty() && r.finished_deletes.is_empty() => {
+                    tracing::debug!(scanned = r.scanned, "sweep: nothing to clean");
+                }
+                Ok(r) => tracing::info!(
+                    scanned = r.scanned,
+                    orphans = r.orphans.len(),
+                    finished_deletes = r.finished_deletes.len(),
+                    "sweep cleaned up"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "sweep failed; will retry")
+                }
             }
         }
     }

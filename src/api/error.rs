@@ -5,8 +5,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::TokenError;
 use crate::db::DbError;
 use crate::storage::StoreError;
+use crate::telemetry::error_chain;
+use crate::upload::{PolicyError, UploadError};
+use crate::webhook::WebhookError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -48,7 +52,7 @@ pub enum ApiError {
     MissingToken,
     /// 401 `invalid-token` (or `token-expired`): the token was refused; never echoed or logged.
     #[error("{0}")]
-    InvalidToken(crate::auth::TokenError),
+    InvalidToken(TokenError),
     /// 503 `auth-unavailable`: the identity provider's keys cannot be fetched.
     #[error("the identity provider cannot be reached, try again shortly")]
     AuthUnavailable,
@@ -76,6 +80,9 @@ pub enum ApiError {
     /// 400 `invalid-parts`: a multipart completion the store cannot accept.
     #[error("{0}")]
     InvalidParts(String),
+    /// 409 `key-taken`: the object key is already recorded for another user.
+    #[error("this object key is already recorded")]
+    KeyTaken,
     /// 404 `file-not-found`.
     #[error("no such file")]
     FileNotFound,
@@ -115,7 +122,7 @@ impl ApiError {
             MissingToken | InvalidToken(_) | InvalidSignature => StatusCode::UNAUTHORIZED,
             UploadNotIssued => StatusCode::FORBIDDEN,
             UploadExpired => StatusCode::GONE,
-            UploadNotFound => StatusCode::CONFLICT,
+            UploadNotFound | KeyTaken => StatusCode::CONFLICT,
             ObjectTooLarge { .. } | ObjectTypeNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             FileNotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -142,7 +149,7 @@ impl ApiError {
             InvalidUserId => "invalid-user-id",
             InvalidQuery(_) => "invalid-query",
             MissingToken => "missing-token",
-            InvalidToken(crate::auth::TokenError::Expired) => "token-expired",
+            InvalidToken(TokenError::Expired) => "token-expired",
             InvalidToken(_) => "invalid-token",
             AuthUnavailable => "auth-unavailable",
             InvalidSignature => "invalid-signature",
@@ -153,6 +160,7 @@ impl ApiError {
             ObjectTooLarge { .. } => "object-too-large",
             ObjectTypeNotAllowed(_) => "object-type-not-allowed",
             InvalidParts(_) => "invalid-parts",
+            KeyTaken => "key-taken",
             FileNotFound => "file-not-found",
             RouteNotFound => "not-found",
             MethodNotAllowed => "method-not-allowed",
@@ -181,21 +189,61 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::MalformedType => Self::InvalidContentType,
+            PolicyError::TypeNotAllowed(t) => Self::ContentTypeNotAllowed(t),
+            PolicyError::TooLarge { limit } => Self::FileTooLarge { limit },
+        }
+    }
+}
+
+/// The one place where the upload service's refusals become statuses and codes.
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        use UploadError as U;
+        match e {
+            U::InvalidFileName(e) => Self::InvalidFileName(e.to_string()),
+            U::Policy(e) => e.into(),
+            U::NotIssued => Self::UploadNotIssued,
+            U::Expired => Self::UploadExpired,
+            U::NotUploaded => Self::UploadNotFound,
+            U::ObjectTooLarge { limit } => Self::ObjectTooLarge { limit },
+            U::ObjectTypeNotAllowed(t) => Self::ObjectTypeNotAllowed(t),
+            U::InvalidMultipart(message) => Self::InvalidBody(message),
+            U::InvalidParts(message) => Self::InvalidParts(message),
+            U::FileNotFound => Self::FileNotFound,
+            U::KeyTaken => Self::KeyTaken,
+            U::Database(e) => e.into(),
+            U::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::InvalidSignature => Self::InvalidSignature,
+            WebhookError::InvalidBody(reason) => Self::InvalidBody(format!("not a B2 event batch: {reason}")),
+            WebhookError::RetryLater => Self::RetryLater,
+            WebhookError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::KeysUnavailable => Self::AuthUnavailable,
+            other => Self::InvalidToken(other),
+        }
+    }
+}
+
 /// The stable code of an error response, for the metrics middleware.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
-
-/// An error and all its causes on one line, for the log.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -10,8 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
-use super::error_chain;
-use crate::app::AppState;
+use super::AppState;
+use crate::telemetry::error_chain;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 

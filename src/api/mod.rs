@@ -1,12 +1,14 @@
-//! The HTTP API: the guide's two endpoints, the read side, health.
+//! The HTTP edge: each route parses the request, calls the upload service (or the webhook
+//! handler), and answers. No upload rule lives here.
 
 mod error;
 mod extract;
 mod files;
 mod health;
-pub mod metrics;
+mod metrics;
 mod multipart;
 mod page;
+mod state;
 mod uploads;
 mod webhooks;
 
@@ -18,12 +20,12 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-pub use error::{ApiError, error_chain};
-pub use files::FileView;
+pub use error::ApiError;
+pub use files::file_view;
+pub use state::{AppState, PageFacts};
 
-use crate::app::AppState;
-
-/// JSON request bodies are small; anything larger is refused before it is read whole.
+/// JSON request bodies are small; anything larger is refused before it is read whole. Routes
+/// whose largest valid request is bigger set their own limit (multipart completion, webhook).
 const MAX_JSON_BODY: usize = 64 * 1024;
 
 /// The whole API, with CORS for `origins`.

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::auth::{AuthMode, DEV_USER};
+use super::AppState;
+use crate::identity::DEV_USER;
 
 const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -40,7 +40,7 @@ async fn index(State(state): State<AppState>) -> Response {
     // The page talks to Ferry and PUTs to the bucket; nothing else.
     let csp = format!(
         "default-src 'self'; connect-src 'self' {}; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
-        state.settings.store_origin
+        state.page.store_origin
     );
     if let Ok(value) = HeaderValue::from_str(&csp) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
@@ -50,15 +50,12 @@ async fn index(State(state): State<AppState>) -> Response {
 
 /// What the page needs before sign-in: how to sign in, and the upload rules.
 async fn page_config(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let auth = match state.auth {
-        AuthMode::Dev => "dev",
-        AuthMode::Jwt(_) => "jwt",
-    };
+    let auth = if state.auth.is_dev() { "dev" } else { "jwt" };
     Json(json!({
         "auth": auth,
         "devUser": DEV_USER,
-        "maxFileSize": state.policy.max_file_size,
-        "multipartThreshold": state.settings.page_multipart_threshold,
-        "allowedTypes": state.policy.allowed_patterns(),
+        "maxFileSize": state.uploads.policy().max_file_size,
+        "multipartThreshold": state.page.multipart_threshold,
+        "allowedTypes": state.uploads.policy().allowed_patterns(),
     }))
 }

@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
-use crate::config::Secret;
+use crate::config::{JwtSettings, Secret};
 
 /// Why a token is refused. The `Display` text is safe to send: it never contains the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,23 +44,6 @@ pub enum TokenError {
 pub struct Claims {
     pub sub: String,
     pub all: Map<String, Value>,
-}
-
-#[derive(Debug, Clone)]
-pub struct JwtSettings {
-    pub secret: Option<Secret>,
-    pub jwks_url: Option<url::Url>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    pub leeway: Duration,
-    /// At most one JWKS fetch per this interval, whatever `kid`s arrive, so a stream of bogus
-    /// `kid`s cannot hammer the provider.
-    pub jwks_min_refresh: Duration,
-    /// How long a fetched key set counts as fresh.
-    pub jwks_ttl: Duration,
-    /// How long keys keep working after the last successful fetch, while the provider is down;
-    /// past that, tokens are refused with 503 (a key the provider has revoked must not live on).
-    pub jwks_max_stale: Duration,
 }
 
 struct KeySet {

@@ -1,27 +1,34 @@
-//! File metadata behind a small trait, with one implementation per database.
+//! The metadata port: file rows behind small traits, one implementation per database.
 //!
 //! The URL scheme picks the backend; each backend embeds its own migrations and runs them at
-//! start-up. Queries are runtime-checked `query_as(..).bind(..)`, kept inside the backends.
+//! start-up, and keeps its driver's types and errors to itself (conversions happen inside each
+//! backend). The traits are split by concern:
+//!
+//! - [`FileRepo`]: one user's files, always on behalf of a [`Caller`] (row-level security on
+//!   Postgres);
+//! - [`Maintenance`]: cleanup, which sees every user's rows;
+//! - [`WebhookLog`]: the B2 webhook's bookkeeping (who a pending upload belongs to, events seen).
 
+mod error;
 mod postgres;
 mod sqlite;
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use error::DbError;
 pub use postgres::PostgresMetadata;
 pub use sqlite::SqliteMetadata;
 
-use crate::auth::Caller;
-use crate::config::{DatabaseConfig, Secret};
+use crate::config::{DatabaseBackend, DatabaseConfig};
+use crate::identity::Caller;
 
 /// A row of `b2_files` as Ferry reads it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {
     pub id: i64,
     pub object_key: String,
@@ -29,7 +36,8 @@ pub struct FileRecord {
     pub user_id: String,
     pub file_name: Option<String>,
     pub content_type: Option<String>,
-    pub size: Option<i64>,
+    /// `None` for rows written without one (the guide's own server does not record sizes).
+    pub size: Option<u64>,
     pub etag: Option<String>,
     pub upload_timestamp: DateTime<Utc>,
 }
@@ -41,7 +49,7 @@ pub struct NewFile {
     pub file_url: String,
     pub file_name: String,
     pub content_type: Option<String>,
-    pub size: i64,
+    pub size: u64,
     pub etag: Option<String>,
 }
 
@@ -60,75 +68,15 @@ pub enum Recorded {
     Existing,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// The database cannot be reached, is restarting, or timed out: worth a retry.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] BoxError),
-    /// The key is recorded for another user.
-    #[error("object key already recorded for another user")]
-    KeyTaken,
-    /// The connection settings cannot work (bad URL, unreadable root certificate...).
-    #[error("database configuration: {0}")]
-    Config(String),
-    #[error("database error: {0}")]
-    Other(#[source] BoxError),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-}
-
-impl From<sqlx::Error> for DbError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                Self::Unavailable(Box::new(e))
-            }
-            other => Self::Other(Box::new(other)),
-        }
-    }
-}
-
-impl From<tokio_postgres::Error> for DbError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        // SQLSTATE classes 08 (connection), 53 (resources) and 57 (shutting down, or cancelled by
-        // statement_timeout) are the server's way of saying "not now"; no code means no answer.
-        let transient = match e.code() {
-            Some(code) => ["08", "53", "57"].iter().any(|class| code.code().starts_with(class)),
-            None => e.is_closed() || caused_by_io(&e),
-        };
-        if transient { Self::Unavailable(Box::new(e)) } else { Self::Other(Box::new(e)) }
-    }
-}
-
-fn caused_by_io(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = e.source();
-    while let Some(cause) = source {
-        if cause.is::<std::io::Error>() || cause.is::<rustls::Error>() {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
-}
-
-impl From<deadpool_postgres::PoolError> for DbError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => Self::Unavailable(Box::new(other)),
-        }
-    }
-}
-
+/// One user's files. Every call acts for `who` and sees only their rows.
 #[async_trait]
-pub trait Metadata: Send + Sync + 'static {
+pub trait FileRepo: Send + Sync + 'static {
     /// Records a verified upload for the caller; repeating it returns the same row.
+    /// A key recorded for another user is [`DbError::KeyTaken`].
     async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError>;
     /// The caller's files, newest first, with ids below `before` when given.
     async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError>;
-    /// The caller's row for an object key, if recorded.
+    /// The caller's row for an object key, if recorded (rows being deleted included).
     async fn find_by_key(&self, who: &Caller, key: &str) -> Result<Option<FileRecord>, DbError>;
     /// One of the caller's files (not one being deleted).
     async fn get(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError>;
@@ -136,16 +84,25 @@ pub trait Metadata: Send + Sync + 'static {
     async fn mark_deleting(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError>;
     /// Removes one of the caller's rows whose object is gone.
     async fn remove(&self, who: &Caller, id: i64) -> Result<(), DbError>;
+}
 
-    // Maintenance: these see every user's rows (cleanup only).
-
+/// Cleanup: these see every user's rows.
+#[async_trait]
+pub trait Maintenance: Send + Sync + 'static {
     /// Rows marked for deletion before `before`.
     async fn stuck_deletions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<FileRecord>, DbError>;
     /// Removes a row whose object is gone, whoever owns it.
     async fn purge(&self, id: i64) -> Result<(), DbError>;
     /// Which of `keys` have a row.
     async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, DbError>;
-    /// Remembers who pending uploads belong to (for the B2 webhook).
+    /// Forgets pending uploads that expired before `before` and events handled before it.
+    async fn prune(&self, before: i64) -> Result<u64, DbError>;
+}
+
+/// The B2 webhook's bookkeeping.
+#[async_trait]
+pub trait WebhookLog: Send + Sync + 'static {
+    /// Remembers who pending uploads belong to.
     async fn record_pending(&self, batch: &[PendingUpload]) -> Result<(), DbError>;
     /// The user a pending upload was issued to.
     async fn pending_owner(&self, key: &str) -> Result<Option<String>, DbError>;
@@ -153,46 +110,23 @@ pub trait Metadata: Send + Sync + 'static {
     async fn event_seen(&self, event_id: &str) -> Result<bool, DbError>;
     /// Remembers a handled webhook event.
     async fn mark_event(&self, event_id: &str, now: i64) -> Result<(), DbError>;
-    /// Forgets pending uploads that expired before `before` and events handled before it.
-    async fn prune(&self, before: i64) -> Result<u64, DbError>;
+}
+
+/// A whole metadata database: every concern, plus health and a description for logs.
+#[async_trait]
+pub trait Metadata: FileRepo + Maintenance + WebhookLog {
     /// A cheap round trip.
     async fn health(&self) -> Result<(), DbError>;
     /// Human description for logs (never the password).
     fn describe(&self) -> String;
 }
 
-/// Pool and timeout settings shared by the backends.
-#[derive(Debug, Clone)]
-pub struct PoolOptions {
-    pub max_connections: u32,
-    /// Longest wait for a connection (and to open one) before answering 503.
-    pub acquire_timeout: Duration,
-    /// Longest a statement may run (Postgres).
-    pub statement_timeout: Duration,
-}
-
-impl Default for PoolOptions {
-    fn default() -> Self {
-        Self {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(3),
-            statement_timeout: postgres::DEFAULT_STATEMENT_TIMEOUT,
-        }
-    }
-}
-
 /// Connects to the configured database and runs its migrations.
-pub async fn connect(cfg: &DatabaseConfig, data_dir: &Path, pool: &PoolOptions) -> Result<Arc<dyn Metadata>, DbError> {
-    Ok(match cfg {
-        DatabaseConfig::Sqlite(url) => Arc::new(SqliteMetadata::connect(url.as_deref(), data_dir, pool).await?),
-        DatabaseConfig::Postgres { url, migration_url } => {
-            Arc::new(PostgresMetadata::connect(url.expose(), migration_url.as_ref().map(Secret::expose), pool).await?)
+pub async fn connect(cfg: &DatabaseConfig, data_dir: &Path) -> Result<Arc<dyn Metadata>, DbError> {
+    Ok(match &cfg.backend {
+        DatabaseBackend::Sqlite(url) => Arc::new(SqliteMetadata::connect(url.as_deref(), data_dir, cfg).await?),
+        DatabaseBackend::Postgres { url, migration_url } => {
+            Arc::new(PostgresMetadata::connect(url.expose(), migration_url.as_ref().map(|u| u.expose()), cfg).await?)
         }
     })
-}
-
-/// Runs migrations only (for `ferry migrate`).
-pub async fn migrate(cfg: &DatabaseConfig, data_dir: &Path) -> Result<String, DbError> {
-    let db = connect(cfg, data_dir, &PoolOptions { max_connections: 1, ..Default::default() }).await?;
-    Ok(db.describe())
 }

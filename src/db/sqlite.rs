@@ -6,11 +6,44 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row as _;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 
-use crate::auth::Caller;
+use super::{DbError, FileRecord, FileRepo, Maintenance, Metadata, NewFile, PendingUpload, Recorded, WebhookLog};
+use crate::config::DatabaseConfig;
+use crate::identity::Caller;
 
-use super::{DbError, FileRecord, Metadata, NewFile, PendingUpload, PoolOptions, Recorded};
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                Self::unavailable(e)
+            }
+            other => Self::other(other),
+        }
+    }
+}
+
+/// A row of `b2_files`, read by column name.
+fn file_record(row: &SqliteRow) -> Result<FileRecord, sqlx::Error> {
+    Ok(FileRecord {
+        id: row.try_get("id")?,
+        object_key: row.try_get("object_key")?,
+        file_url: row.try_get("file_url")?,
+        user_id: row.try_get("user_id")?,
+        file_name: row.try_get("file_name")?,
+        content_type: row.try_get("content_type")?,
+        size: row.try_get::<Option<i64>, _>("size")?.and_then(|s| u64::try_from(s).ok()),
+        etag: row.try_get("etag")?,
+        upload_timestamp: row.try_get("upload_timestamp")?,
+    })
+}
+
+fn size_column(size: u64) -> Result<i64, DbError> {
+    i64::try_from(size).map_err(|_| DbError::Config(format!("a size of {size} bytes does not fit the size column")))
+}
 
 const COLUMNS: &str = "id, object_key, file_url, user_id, file_name, content_type, size, etag, \
      COALESCE(upload_timestamp, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) AS upload_timestamp";
@@ -22,11 +55,11 @@ pub struct SqliteMetadata {
 
 impl SqliteMetadata {
     /// `url` is a `sqlite://` URL; `None` means `<data_dir>/ferry.db`, created if missing.
-    pub async fn connect(url: Option<&str>, data_dir: &Path, pool: &PoolOptions) -> Result<Self, DbError> {
+    pub async fn connect(url: Option<&str>, data_dir: &Path, cfg: &DatabaseConfig) -> Result<Self, DbError> {
         let (options, description) = match url {
             Some(url) => (SqliteConnectOptions::from_str(url)?, format!("SQLite at {url}")),
             None => {
-                std::fs::create_dir_all(data_dir).map_err(|e| DbError::Other(e.into()))?;
+                std::fs::create_dir_all(data_dir).map_err(DbError::other)?;
                 let path = data_dir.join("ferry.db");
                 let description = format!("SQLite at {}", path.display());
                 (SqliteConnectOptions::new().filename(path).create_if_missing(true), description)
@@ -35,21 +68,21 @@ impl SqliteMetadata {
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(pool.acquire_timeout);
+            .busy_timeout(cfg.timeout);
         let pool = SqlitePoolOptions::new()
-            .max_connections(pool.max_connections)
-            .acquire_timeout(pool.acquire_timeout)
+            .max_connections(cfg.pool_size)
+            .acquire_timeout(cfg.timeout)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| DbError::Migrate(Box::new(e)))?;
         Ok(Self { pool, description })
     }
 }
 
 #[async_trait]
-impl Metadata for SqliteMetadata {
+impl FileRepo for SqliteMetadata {
     async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError> {
-        let inserted: Option<FileRecord> = sqlx::query_as(&format!(
+        let inserted = sqlx::query(&format!(
             "INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}"
         ))
@@ -58,15 +91,17 @@ impl Metadata for SqliteMetadata {
         .bind(&who.user_id)
         .bind(&file.file_name)
         .bind(&file.content_type)
-        .bind(file.size)
+        .bind(size_column(file.size)?)
         .bind(&file.etag)
+        .try_map(|row| file_record(&row))
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = inserted {
             return Ok((row, Recorded::Created));
         }
-        let existing: FileRecord = sqlx::query_as(&format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = ?"))
+        let existing = sqlx::query(&format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = ?"))
             .bind(&file.object_key)
+            .try_map(|row| file_record(&row))
             .fetch_one(&self.pool)
             .await?;
         if existing.user_id != who.user_id {
@@ -76,42 +111,44 @@ impl Metadata for SqliteMetadata {
     }
 
     async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query(&format!(
             "SELECT {COLUMNS} FROM b2_files WHERE user_id = ? AND deleting_at IS NULL AND id < ? \
              ORDER BY id DESC LIMIT ?"
         ))
         .bind(&who.user_id)
         .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
+        .try_map(|row| file_record(&row))
         .fetch_all(&self.pool)
         .await?)
     }
 
     async fn find_by_key(&self, who: &Caller, key: &str) -> Result<Option<FileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = ? AND user_id = ?"))
+        Ok(sqlx::query(&format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = ? AND user_id = ?"))
             .bind(key)
             .bind(&who.user_id)
+            .try_map(|row| file_record(&row))
             .fetch_optional(&self.pool)
             .await?)
     }
 
     async fn get(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM b2_files WHERE id = ? AND user_id = ? AND deleting_at IS NULL"
-        ))
-        .bind(id)
-        .bind(&who.user_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(sqlx::query(&format!("SELECT {COLUMNS} FROM b2_files WHERE id = ? AND user_id = ? AND deleting_at IS NULL"))
+            .bind(id)
+            .bind(&who.user_id)
+            .try_map(|row| file_record(&row))
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn mark_deleting(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query(&format!(
             "UPDATE b2_files SET deleting_at = COALESCE(deleting_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
              WHERE id = ? AND user_id = ? RETURNING {COLUMNS}"
         ))
         .bind(id)
         .bind(&who.user_id)
+        .try_map(|row| file_record(&row))
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -124,18 +161,22 @@ impl Metadata for SqliteMetadata {
             .await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Maintenance for SqliteMetadata {
     async fn purge(&self, id: i64) -> Result<(), DbError> {
         sqlx::query("DELETE FROM b2_files WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn stuck_deletions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<FileRecord>, DbError> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query(&format!(
             "SELECT {COLUMNS} FROM b2_files WHERE deleting_at IS NOT NULL AND deleting_at < ? ORDER BY id LIMIT ?"
         ))
         .bind(before.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .bind(i64::from(limit))
+        .try_map(|row| file_record(&row))
         .fetch_all(&self.pool)
         .await?)
     }
@@ -155,6 +196,17 @@ impl Metadata for SqliteMetadata {
         Ok(known)
     }
 
+    async fn prune(&self, before: i64) -> Result<u64, DbError> {
+        let a =
+            sqlx::query("DELETE FROM b2_pending_uploads WHERE expires_at < ?").bind(before).execute(&self.pool).await?;
+        let b =
+            sqlx::query("DELETE FROM b2_webhook_events WHERE handled_at < ?").bind(before).execute(&self.pool).await?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+}
+
+#[async_trait]
+impl WebhookLog for SqliteMetadata {
     async fn record_pending(&self, batch: &[PendingUpload]) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         for p in batch {
@@ -192,15 +244,10 @@ impl Metadata for SqliteMetadata {
             .await?;
         Ok(())
     }
+}
 
-    async fn prune(&self, before: i64) -> Result<u64, DbError> {
-        let a =
-            sqlx::query("DELETE FROM b2_pending_uploads WHERE expires_at < ?").bind(before).execute(&self.pool).await?;
-        let b =
-            sqlx::query("DELETE FROM b2_webhook_events WHERE handled_at < ?").bind(before).execute(&self.pool).await?;
-        Ok(a.rows_affected() + b.rows_affected())
-    }
-
+#[async_trait]
+impl Metadata for SqliteMetadata {
     async fn health(&self) -> Result<(), DbError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -8,6 +8,7 @@ mod backend;
 mod disk;
 mod local;
 mod multipart;
+mod s3_api;
 
 pub use local::LocalObjects;
 
@@ -26,6 +27,7 @@ use s3s::{S3Result, s3_error};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Secret;
+use crate::storage::S3Store;
 
 /// Who may do what: signed requests may do anything, anonymous ones only read a public bucket.
 struct Access {
@@ -51,32 +53,45 @@ pub struct StoreOptions<'a> {
     pub access_key_id: &'a str,
     pub secret_access_key: &'a Secret,
     pub public_read: bool,
-    /// Browser origins allowed to PUT, GET and HEAD.
-    pub cors_origins: Vec<String>,
 }
 
-/// Builds the store's HTTP app (serve it with `axum::serve`).
-pub fn router(opts: &StoreOptions<'_>) -> std::io::Result<Router> {
-    Ok(open(opts, None)?.0)
+/// An embedded store opened on its directory: Ferry's in-process view of it
+/// ([`EmbeddedStore::objects`]) and its S3 endpoint ([`EmbeddedStore::router`]) share one disk.
+pub struct EmbeddedStore {
+    disk: Arc<disk::Disk>,
+    bucket: String,
+    service: S3Service,
 }
 
-/// Builds the store's HTTP app and, given the signer for browser URLs, the in-process view
-/// Ferry itself uses (same disk, no HTTP).
-pub fn open(
-    opts: &StoreOptions<'_>,
-    signer: Option<crate::storage::S3Store>,
-) -> std::io::Result<(Router, Option<LocalObjects>)> {
-    let disk = Arc::new(disk::Disk::open(opts.root, opts.bucket)?);
-    let local = signer.map(|signer| LocalObjects { disk: disk.clone(), bucket: opts.bucket.to_owned(), signer });
-    let mut builder = S3ServiceBuilder::new(backend::Backend { disk });
-    builder.set_auth(SimpleAuth::from_single(opts.access_key_id, opts.secret_access_key.expose()));
-    builder.set_access(Access { public_read: opts.public_read });
-    let service = builder.build();
-    let handler = tower::service_fn(move |req: axum::extract::Request| {
-        let service = service.clone();
-        async move { Ok::<_, Infallible>(call(&service, req).await) }
-    });
-    Ok((Router::new().fallback_service(handler).layer(cors(&opts.cors_origins)), local))
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store's directory.
+    pub fn open(opts: &StoreOptions<'_>) -> std::io::Result<Self> {
+        let disk = Arc::new(disk::Disk::open(opts.root, opts.bucket)?);
+        let mut builder = S3ServiceBuilder::new(backend::Backend { disk: disk.clone() });
+        builder.set_auth(SimpleAuth::from_single(opts.access_key_id, opts.secret_access_key.expose()));
+        builder.set_access(Access { public_read: opts.public_read });
+        Ok(Self { disk, bucket: opts.bucket.to_owned(), service: builder.build() })
+    }
+
+    /// The store as Ferry itself uses it: same disk, no HTTP; `signer` signs browsers' URLs.
+    pub fn objects(&self, signer: S3Store) -> LocalObjects {
+        LocalObjects { disk: self.disk.clone(), bucket: self.bucket.clone(), signer }
+    }
+
+    /// The store's S3 endpoint (serve it with `axum::serve`), with CORS for `cors_origins`.
+    pub fn router(&self, cors_origins: &[String]) -> Router {
+        let service = self.service.clone();
+        let handler = tower::service_fn(move |req: axum::extract::Request| {
+            let service = service.clone();
+            async move { Ok::<_, Infallible>(call(&service, req).await) }
+        });
+        Router::new().fallback_service(handler).layer(cors(cors_origins))
+    }
+}
+
+/// A standalone store's S3 endpoint (tests use it as an "external" bucket).
+pub fn router(opts: &StoreOptions<'_>, cors_origins: &[String]) -> std::io::Result<Router> {
+    Ok(EmbeddedStore::open(opts)?.router(cors_origins))
 }
 
 async fn call(service: &S3Service, req: axum::extract::Request) -> Response {

@@ -63,6 +63,13 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn public_url(&self, key: &str) -> Url;
     /// The object's facts, or `None` if there is no such object.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
+    /// Makes the object immutable where the store can (the embedded store then refuses any
+    /// further PUT to its key), and returns its facts, or `None` if there is no such object.
+    /// Confirm calls this before checking the object, so what it checks is what stays. Other
+    /// stores cannot seal an object: the default is a plain HEAD.
+    async fn seal(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        self.head(key).await
+    }
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// One page of the bucket's objects.

@@ -72,7 +72,10 @@ impl TicketSigner {
     pub fn parse(key: &str) -> Result<(Uuid, Ticket), TicketError> {
         let (head, name) = split_key(key).ok_or(TicketError::Malformed)?;
         let uuid = Uuid::try_parse(head).map_err(|_| TicketError::Malformed)?;
-        if uuid.get_version_num() != 8 {
+        // Only the spelling Ferry issues: lower-case and hyphenated. Another spelling of the same
+        // UUID (upper case, braces, no hyphens) names another object, so it must not verify.
+        let mut canonical = Uuid::encode_buffer();
+        if uuid.get_version_num() != 8 || uuid.hyphenated().encode_lower(&mut canonical) != head {
             return Err(TicketError::Malformed);
         }
         let b = uuid.as_bytes();
@@ -146,6 +149,15 @@ mod tests {
         assert_eq!(signer().verify("alice", "../../etc/passwd"), Err(TicketError::Malformed));
         let other = TicketSigner::new(&Secret::new("other secret"));
         assert_eq!(other.verify("alice", &key), Err(TicketError::NotIssued));
+    }
+
+    #[test]
+    fn only_the_issued_spelling_of_a_key_verifies() {
+        let key = signer().issue("alice", "cat.png", 1_900_000_000);
+        let (head, name) = key.split_at(UUID_TEXT_LEN);
+        let upper = format!("{}{name}", head.to_ascii_uppercase());
+        assert_eq!(signer().verify("alice", &upper), Err(TicketError::Malformed));
+        assert!(signer().verify("alice", &key).is_ok());
     }
 
     #[test]

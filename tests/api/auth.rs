@@ -167,8 +167,11 @@ async fn an_hs256_token_names_the_caller_and_x_user_id_is_ignored(backend: Backe
         .unwrap();
     let presigned = reply(presigned).await;
     let key = presigned.body["objectKey"].as_str().unwrap();
-    assert!(app.state.tickets.verify("alice", key).is_ok(), "the key is alice's");
-    assert!(app.state.tickets.verify("mallory", key).is_err());
+    assert!(
+        app.core.uploads.ticket(&ferry::identity::Caller::from_user_id("alice"), key).is_ok(),
+        "the key is alice's"
+    );
+    assert!(app.core.uploads.ticket(&ferry::identity::Caller::from_user_id("mallory"), key).is_err());
     // `ferry token` mints tokens the server accepts.
     let minted =
         mint_hs256(&Secret::new(SECRET), "carol", std::time::Duration::from_secs(60), Some(ISSUER), Some(AUDIENCE));

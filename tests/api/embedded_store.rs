@@ -85,7 +85,7 @@ async fn multipart_uploads_accept_only_the_stores_own_etags(backend: Backend) {
     let url = complete.sign(HOUR);
     let response = app.http.post(url).body(complete.body()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let info = app.state.store.head(key).await.unwrap().unwrap();
+    let info = app.core.store.head(key).await.unwrap().unwrap();
     assert_eq!(info.size, (5 * 1024 * 1024 + 1234) as u64);
     assert!(info.etag.unwrap().ends_with("-2"));
 

@@ -47,7 +47,7 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     pub backend: Backend,
     pub database_url: String,
-    pub state: ferry::app::AppState,
+    pub core: std::sync::Arc<ferry::core::Core>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -97,7 +97,7 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     let app = Application::build(cfg, api, Some(store)).await.expect("Ferry starts");
     let addr = app.api_addr();
     let store_addr = app.store_addr();
-    let state = app.state().clone();
+    let core = app.core().clone();
     let server = tokio::spawn(async move {
         app.run_until_stopped(std::future::pending()).await.expect("server runs");
     });
@@ -106,7 +106,7 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    TestApp { addr, store_addr, http, data_dir, backend, database_url, state, _server: server }
+    TestApp { addr, store_addr, http, data_dir, backend, database_url, core, _server: server }
 }
 
 /// A JSON reply: status and body.
@@ -244,7 +244,7 @@ impl TestApp {
     }
 
     pub async fn object_exists(&self, key: &str) -> bool {
-        self.state.store.head(key).await.unwrap().is_some()
+        self.core.store.head(key).await.unwrap().is_some()
     }
 
     /// Issues a key the way Ferry does, for any expiry (past ones included).
@@ -285,15 +285,14 @@ impl ExternalStore {
     }
 
     fn serve(&mut self, listener: TcpListener) {
-        let router = ferry::embedded::router(&ferry::embedded::StoreOptions {
+        let options = ferry::embedded::StoreOptions {
             root: self.root.path(),
             bucket: "ext",
             access_key_id: EXTERNAL_KEY_ID,
             secret_access_key: &Secret::new(EXTERNAL_SECRET),
             public_read: false,
-            cors_origins: vec![],
-        })
-        .unwrap();
+        };
+        let router = ferry::embedded::router(&options, &[]).unwrap();
         self.task = Some(tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         }));

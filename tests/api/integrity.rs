@@ -134,7 +134,7 @@ async fn a_delete_interrupted_by_the_store_is_finished_by_cleanup(backend: Backe
 
     store.restart().await;
     assert!(app.object_exists(key).await);
-    let report = ferry::sweep::sweep_once(&app.state, false).await.unwrap();
+    let report = app.core.sweeper.sweep_once(false).await.unwrap();
     assert_eq!(report.finished_deletes, vec![key.to_owned()]);
     assert!(!app.object_exists(key).await);
     assert_eq!(app.row_count().await, 0);
@@ -157,7 +157,7 @@ async fn cleanup_removes_unconfirmed_uploads_and_keeps_the_rest(backend: Backend
         size: 4,
         etag: None,
     };
-    app.state.db.record(&ferry::auth::Caller::from_user_id("user_123"), &new).await.unwrap();
+    app.core.db.record(&ferry::identity::Caller::from_user_id("user_123"), &new).await.unwrap();
     // Still within its window: may yet be confirmed.
     let pending = app.presign("pending.txt", "text/plain").await;
     let pending_key = pending.body["objectKey"].as_str().unwrap();
@@ -165,11 +165,11 @@ async fn cleanup_removes_unconfirmed_uploads_and_keeps_the_rest(backend: Backend
     // Not a Ferry key at all: never touched.
     app.put_directly("backups/keep-me.txt", b"mine".to_vec(), "text/plain").await;
 
-    let dry = ferry::sweep::sweep_once(&app.state, true).await.unwrap();
+    let dry = app.core.sweeper.sweep_once(true).await.unwrap();
     assert_eq!(dry.orphans, vec![orphan.clone()]);
     assert!(app.object_exists(&orphan).await, "a dry run changes nothing");
 
-    let report = ferry::sweep::sweep_once(&app.state, false).await.unwrap();
+    let report = app.core.sweeper.sweep_once(false).await.unwrap();
     assert_eq!(report.orphans, vec![orphan.clone()]);
     assert_eq!(report.scanned, 4);
     assert!(!app.object_exists(&orphan).await);
@@ -177,5 +177,5 @@ async fn cleanup_removes_unconfirmed_uploads_and_keeps_the_rest(backend: Backend
         assert!(app.object_exists(key).await, "{key} is kept");
     }
     // A second sweeper finds nothing left to do.
-    assert!(ferry::sweep::sweep_once(&app.state, false).await.unwrap().orphans.is_empty());
+    assert!(app.core.sweeper.sweep_once(false).await.unwrap().orphans.is_empty());
 }

@@ -58,7 +58,7 @@ async fn row_level_security_hides_other_users_rows_from_the_runtime_role() {
     assert!(runtime.query("SELECT 1 FROM b2_files", &[]).await.unwrap().is_empty());
     // Cleanup, as the owner, still sees every row.
     let id = alice["id"].as_i64().unwrap();
-    assert!(app.state.db.known_keys(&[alice["objectKey"].as_str().unwrap().to_owned()]).await.unwrap().len() == 1);
+    assert!(app.core.db.known_keys(&[alice["objectKey"].as_str().unwrap().to_owned()]).await.unwrap().len() == 1);
     assert_eq!(app.download_as("alice", id).await, b"a");
 }
 
@@ -72,7 +72,7 @@ async fn ferry_connects_over_verified_tls_with_channel_binding() {
     let app = spawn_app_with(Backend::Sqlite, &[("DATABASE_URL", url.as_str())]).await;
     let file = app.upload_as("user_123", "tls.txt", "text/plain", b"over TLS".to_vec()).await;
     assert_eq!(app.download_as("user_123", file["id"].as_i64().unwrap()).await, b"over TLS");
-    assert!(app.state.db.describe().contains("channel binding Require"), "{}", app.state.db.describe());
+    assert!(app.core.db.describe().contains("channel binding Require"), "{}", app.core.db.describe());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,12 +83,7 @@ async fn tls_verification_refuses_an_unknown_ca_and_a_wrong_host_name() {
     let wrong_host = format!("{}?sslmode=verify-full&sslrootcert={ca}", base.replace("@localhost:", "@127.0.0.1:"));
     let any_host = format!("{}?sslmode=verify-ca&sslrootcert={ca}", base.replace("@localhost:", "@127.0.0.1:"));
     for (url, ok) in [(unknown_ca, false), (wrong_host, false), (any_host, true)] {
-        let result = ferry::db::connect(
-            &ferry::config::DatabaseConfig::Postgres { url: ferry::config::Secret::new(&url), migration_url: None },
-            std::path::Path::new("/nonexistent"),
-            &ferry::db::PoolOptions::default(),
-        )
-        .await;
+        let result = ferry::db::connect(&postgres_config(&url), std::path::Path::new("/nonexistent")).await;
         assert_eq!(result.is_ok(), ok, "{url}: {:?}", result.err());
     }
 }
@@ -97,16 +92,10 @@ async fn tls_verification_refuses_an_unknown_ca_and_a_wrong_host_name() {
 async fn channel_binding_required_fails_against_a_server_that_cannot_offer_it() {
     // The plain test cluster has no TLS and trusts loopback: no SCRAM-SHA-256-PLUS possible.
     let url = format!("{}?channel_binding=require", env("FERRY_TEST_POSTGRES_URL"));
-    let result = ferry::db::connect(
-        &ferry::config::DatabaseConfig::Postgres { url: ferry::config::Secret::new(&url), migration_url: None },
-        std::path::Path::new("/nonexistent"),
-        &ferry::db::PoolOptions::default(),
-    )
-    .await;
+    let result = ferry::db::connect(&postgres_config(&url), std::path::Path::new("/nonexistent")).await;
     assert!(result.is_err(), "channel_binding=require must not be ignored");
     let url = format!("{}?channel_binding=prefer", env("FERRY_TEST_POSTGRES_URL"));
-    let config = ferry::config::DatabaseConfig::Postgres { url: ferry::config::Secret::new(&url), migration_url: None };
-    let result = ferry::db::connect(&config, std::path::Path::new("/nonexistent"), &Default::default()).await;
+    let result = ferry::db::connect(&postgres_config(&url), std::path::Path::new("/nonexistent")).await;
     assert!(result.is_ok(), "prefer falls back: {:?}", result.err());
 }
 
@@ -148,4 +137,11 @@ async fn requests_answer_503_while_postgres_is_down_and_recover_without_a_restar
     let names: Vec<&str> =
         files.body["files"].as_array().unwrap().iter().map(|f| f["fileName"].as_str().unwrap()).collect();
     assert_eq!(names, ["during.txt", "before.txt"], "nothing lost, nothing doubled");
+}
+
+fn postgres_config(url: &str) -> ferry::config::DatabaseConfig {
+    ferry::config::DatabaseConfig::new(ferry::config::DatabaseBackend::Postgres {
+        url: ferry::config::Secret::new(url),
+        migration_url: None,
+    })
 }

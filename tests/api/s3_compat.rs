@@ -14,7 +14,7 @@ crate::on_both_backends!(the_guides_walkthrough_works_against_moto, deletes_and_
 async fn bucket_cors_rules_are_applied_with_put_bucket_cors() {
     let endpoint = std::env::var("FERRY_TEST_MOTO_URL").expect("FERRY_TEST_MOTO_URL");
     let app = spawn_against_moto(Backend::Sqlite, &[]).await;
-    let bucket_name = app.state.bucket.clone();
+    let bucket_name = app.core.bucket.bucket.clone();
     let cfg = ferry::config::S3Config {
         endpoint: endpoint.parse().unwrap(),
         public_endpoint: endpoint.parse().unwrap(),
@@ -87,14 +87,14 @@ async fn deletes_and_cleanup_work_against_moto(backend: Backend) {
     assert!(!app.object_exists(key).await);
 
     let orphan = app.issue_key("user_123", "orphan.txt", crate::helpers::now_unix() - 10);
-    let url = app.state.store.presign_put(&ferry::storage::PutRequest {
+    let url = app.core.store.presign_put(&ferry::storage::PutRequest {
         key: &orphan,
         content_type: "text/plain",
         content_length: None,
         ttl: Duration::from_secs(60),
     });
     assert_eq!(app.put(url.as_str(), b"o".to_vec(), "text/plain").await, StatusCode::OK);
-    let report = ferry::sweep::sweep_once(&app.state, false).await.unwrap();
+    let report = app.core.sweeper.sweep_once(false).await.unwrap();
     assert_eq!(report.orphans, vec![orphan.clone()]);
     assert!(!app.object_exists(&orphan).await);
 }

@@ -28,7 +28,7 @@ async fn upload_without_confirming(app: &TestApp, user: &str) -> String {
     app.put(presigned.body["presignedUrl"].as_str().unwrap(), b"by webhook".to_vec(), "text/plain").await;
     // Bounded wait (10 s) for the background batch writer.
     for _ in 0..500 {
-        if app.state.db.pending_owner(&key).await.unwrap().is_some() {
+        if app.core.db.pending_owner(&key).await.unwrap().is_some() {
             return key;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

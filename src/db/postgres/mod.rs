@@ -18,8 +18,47 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{DbError, FileRecord, Metadata, NewFile, PendingUpload, PoolOptions, Recorded};
-use crate::auth::Caller;
+use super::{DbError, FileRecord, FileRepo, Maintenance, Metadata, NewFile, PendingUpload, Recorded, WebhookLog};
+use crate::config::DatabaseConfig;
+use crate::identity::Caller;
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // SQLSTATE classes 08 (connection), 53 (resources) and 57 (shutting down, or cancelled by
+        // statement_timeout) are the server's way of saying "not now"; no code means no answer.
+        let transient = match e.code() {
+            Some(code) => ["08", "53", "57"].iter().any(|class| code.code().starts_with(class)),
+            None => e.is_closed() || caused_by_io(&e),
+        };
+        if transient { Self::unavailable(e) } else { Self::other(e) }
+    }
+}
+
+fn caused_by_io(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = e.source();
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() || cause.is::<rustls::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => Self::unavailable(other),
+        }
+    }
+}
+
+/// How a pool is sized and how long it waits.
+struct PoolOptions {
+    max_connections: u32,
+    timeout: Duration,
+}
 
 /// `id` is the guide's SERIAL (int4): widened so both backends read the same record.
 const COLUMNS: &str = "id::int8 AS id, object_key, file_url, user_id, file_name, content_type, size, etag, \
@@ -42,7 +81,7 @@ fn from_row(row: &Row) -> FileRecord {
         user_id: row.get("user_id"),
         file_name: row.get("file_name"),
         content_type: row.get("content_type"),
-        size: row.get("size"),
+        size: row.get::<_, Option<i64>>("size").and_then(|s| u64::try_from(s).ok()),
         etag: row.get("etag"),
         upload_timestamp: row.get("upload_timestamp"),
     }
@@ -50,7 +89,7 @@ fn from_row(row: &Row) -> FileRecord {
 
 fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String), DbError> {
     let mut target = tls::parse(url).map_err(|e| DbError::Config(e.to_string()))?;
-    target.config.connect_timeout(opts.acquire_timeout);
+    target.config.connect_timeout(opts.timeout);
     let tls = MakeRustlsConnect::new(tls::client_config(&target).map_err(|e| DbError::Config(e.to_string()))?);
     let host = target
         .config
@@ -72,9 +111,9 @@ fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String), DbError> 
     let manager = Manager::from_config(target.config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
         .max_size(opts.max_connections as usize)
-        .wait_timeout(Some(opts.acquire_timeout))
-        .create_timeout(Some(opts.acquire_timeout))
-        .recycle_timeout(Some(opts.acquire_timeout))
+        .wait_timeout(Some(opts.timeout))
+        .create_timeout(Some(opts.timeout))
+        .recycle_timeout(Some(opts.timeout))
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| DbError::Config(e.to_string()))?;
@@ -82,21 +121,21 @@ fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String), DbError> 
 }
 
 impl PostgresMetadata {
-    pub async fn connect(url: &str, migration_url: Option<&str>, opts: &PoolOptions) -> Result<Self, DbError> {
-        let (pool, description) = build_pool(url, opts)?;
+    pub async fn connect(url: &str, migration_url: Option<&str>, cfg: &DatabaseConfig) -> Result<Self, DbError> {
+        let (pool, description) =
+            build_pool(url, &PoolOptions { max_connections: cfg.pool_size, timeout: cfg.timeout })?;
         let owner = match migration_url {
-            Some(owner_url) => build_pool(owner_url, &PoolOptions { max_connections: 2, ..opts.clone() })?.0,
+            Some(owner_url) => build_pool(owner_url, &PoolOptions { max_connections: 2, timeout: cfg.timeout })?.0,
             None => pool.clone(),
         };
         let mut client = owner.get().await?;
-        migrate::run(&mut client).await?;
+        migrate::run(&mut client).await.map_err(|e| match DbError::from(e) {
+            unavailable @ DbError::Unavailable(_) => unavailable,
+            DbError::Other(e) => DbError::Migrate(e),
+            other => other,
+        })?;
         drop(client);
-        let db = Self {
-            pool,
-            owner,
-            statement_timeout_ms: (opts.statement_timeout.as_millis() as u64).to_string(),
-            description,
-        };
+        let db = Self { pool, owner, statement_timeout_ms: cfg.statement_timeout.as_millis().to_string(), description };
         db.warn_if_rls_is_bypassed().await?;
         Ok(db)
     }
@@ -178,7 +217,7 @@ const SET_MAINTENANCE: &str =
     "SELECT set_config('ferry.maintenance', 'on', true), set_config('statement_timeout', $1, true)";
 
 #[async_trait]
-impl Metadata for PostgresMetadata {
+impl FileRepo for PostgresMetadata {
     async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError> {
         // The common case in one statement: insert, or find the row a repeated confirm made.
         let sql = format!(
@@ -189,15 +228,10 @@ impl Metadata for PostgresMetadata {
              UNION ALL \
              SELECT {COLUMNS}, false FROM b2_files WHERE object_key = $1 AND NOT EXISTS (SELECT 1 FROM inserted)"
         );
-        let params: [&(dyn ToSql + Sync); 7] = [
-            &file.object_key,
-            &file.file_url,
-            &who.user_id,
-            &file.file_name,
-            &file.content_type,
-            &file.size,
-            &file.etag,
-        ];
+        let size = i64::try_from(file.size)
+            .map_err(|_| DbError::Config(format!("a size of {} bytes does not fit the size column", file.size)))?;
+        let params: [&(dyn ToSql + Sync); 7] =
+            [&file.object_key, &file.file_url, &who.user_id, &file.file_name, &file.content_type, &size, &file.etag];
         let mut rows = self.as_user(who, &sql, &params).await?;
         if rows.is_empty() {
             // A concurrent confirm committed the row after this statement's snapshot was taken:
@@ -254,7 +288,10 @@ impl Metadata for PostgresMetadata {
         self.as_user(who, "DELETE FROM b2_files WHERE id = $1::int8 AND user_id = $2", &[&id, &who.user_id]).await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Maintenance for PostgresMetadata {
     async fn stuck_deletions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<FileRecord>, DbError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM b2_files WHERE deleting_at IS NOT NULL AND deleting_at < $1 \
@@ -274,6 +311,16 @@ impl Metadata for PostgresMetadata {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    async fn prune(&self, before: i64) -> Result<u64, DbError> {
+        let client = self.owner.get().await?;
+        let a = client.execute("DELETE FROM b2_pending_uploads WHERE expires_at < $1", &[&before]).await?;
+        let b = client.execute("DELETE FROM b2_webhook_events WHERE handled_at < $1", &[&before]).await?;
+        Ok(a + b)
+    }
+}
+
+#[async_trait]
+impl WebhookLog for PostgresMetadata {
     async fn record_pending(&self, batch: &[PendingUpload]) -> Result<(), DbError> {
         let keys: Vec<&str> = batch.iter().map(|p| p.object_key.as_str()).collect();
         let users: Vec<&str> = batch.iter().map(|p| p.user_id.as_str()).collect();
@@ -311,14 +358,10 @@ impl Metadata for PostgresMetadata {
             .await?;
         Ok(())
     }
+}
 
-    async fn prune(&self, before: i64) -> Result<u64, DbError> {
-        let client = self.owner.get().await?;
-        let a = client.execute("DELETE FROM b2_pending_uploads WHERE expires_at < $1", &[&before]).await?;
-        let b = client.execute("DELETE FROM b2_webhook_events WHERE handled_at < $1", &[&before]).await?;
-        Ok(a + b)
-    }
-
+#[async_trait]
+impl Metadata for PostgresMetadata {
     async fn health(&self) -> Result<(), DbError> {
         let client = self.pool.get().await?;
         client.query_one("SELECT 1", &[]).await?;
@@ -329,6 +372,3 @@ impl Metadata for PostgresMetadata {
         self.description.clone()
     }
 }
-
-/// How long a statement may run before Postgres cancels it (and the request answers 503).
-pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);

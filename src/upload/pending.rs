@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::db::{Metadata, PendingUpload};
+use crate::db::{PendingUpload, WebhookLog};
+use crate::telemetry::error_chain;
 
 const QUEUE: usize = 65_536;
 const MAX_BATCH: usize = 1_000;
@@ -20,13 +21,13 @@ pub struct PendingRecorder {
 
 impl PendingRecorder {
     /// Starts the writer task; it ends when every recorder is dropped.
-    pub fn spawn(db: Arc<dyn Metadata>) -> Self {
+    pub fn spawn(db: Arc<dyn WebhookLog>) -> Self {
         let (tx, mut rx) = mpsc::channel::<PendingUpload>(QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 if let Err(e) = db.record_pending(&batch).await {
-                    tracing::warn!(error = %crate::api::error_chain(&e), lost = batch.len(), "cannot record pending uploads");
+                    tracing::warn!(error = %error_chain(&e), lost = batch.len(), "cannot record pending uploads");
                 }
                 batch.clear();
             }

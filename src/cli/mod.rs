@@ -1,8 +1,16 @@
-//! The `ferry` command line: serve (the default), migrate, sweep.
+//! The `ferry` command line: serve (the default), migrate, sweep, token, bucket cors, upload.
+//! Each command is a thin adapter: it opens what it needs (the core, or HTTP on top of it, or
+//! only the API client) and prints the result.
+
+mod error;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+pub use error::CliError;
+
+use crate::config::{Config, defaults};
+use crate::core::Core;
+use crate::identity::DEV_USER;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
@@ -36,13 +44,13 @@ pub enum Command {
         #[arg(long, env = "FERRY_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// The dev-mode user (X-User-Id), when no token is given.
-        #[arg(long, default_value = crate::auth::DEV_USER)]
+        #[arg(long, default_value = DEV_USER)]
         user: String,
         /// Content type for every file (default: from each file's extension).
         #[arg(long)]
         content_type: Option<String>,
         /// Files larger than this many bytes go by multipart.
-        #[arg(long, default_value_t = 64 * 1024 * 1024)]
+        #[arg(long, default_value_t = defaults::MULTIPART_THRESHOLD)]
         multipart_threshold: u64,
     },
     /// Configure the bucket.
@@ -103,8 +111,8 @@ pub fn init_tracing() {
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 
-/// Runs the command; the returned text is printed by `main` on error.
-pub async fn run(cli: Cli) -> Result<(), String> {
+/// Runs the command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command.unwrap_or(Command::Serve) {
         // A client command: it needs none of the server's configuration.
         Command::Upload { files, api, token, user, content_type, multipart_threshold } => {
@@ -114,7 +122,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             };
             upload_files(&files, &api, identity, content_type.as_deref(), multipart_threshold).await
         }
-        command => run_with_config(command, Config::from_env().map_err(|e| e.to_string())?).await,
+        command => run_with_config(command, Config::from_env()?).await,
     }
 }
 
@@ -124,8 +132,8 @@ async fn upload_files(
     identity: crate::client::Identity,
     content_type: Option<&str>,
     multipart_threshold: u64,
-) -> Result<(), String> {
-    let mut client = crate::client::Client::new(api, identity);
+) -> Result<(), CliError> {
+    let mut client = crate::client::Client::new(api, identity)?;
     client.multipart_threshold = multipart_threshold;
     let mut failed = 0;
     for path in files {
@@ -137,23 +145,24 @@ async fn upload_files(
             }
         }
     }
-    if failed == 0 { Ok(()) } else { Err(format!("{failed} of {} uploads failed", files.len())) }
+    if failed == 0 { Ok(()) } else { Err(CliError::Uploads { failed, total: files.len() }) }
 }
 
-async fn run_with_config(command: Command, cfg: Config) -> Result<(), String> {
+async fn run_with_config(command: Command, cfg: Config) -> Result<(), CliError> {
     match command {
         Command::Serve => {
-            let app = Application::bind(cfg).await.map_err(|e| e.to_string())?;
-            app.run_until_stopped(shutdown_signal()).await.map_err(|e| e.to_string())
+            let app = Application::bind(cfg).await?;
+            Ok(app.run_until_stopped(shutdown_signal()).await?)
         }
         Command::Migrate => {
-            let db = crate::db::migrate(&cfg.database, &cfg.data_dir).await.map_err(|e| e.to_string())?;
+            let db = Core::migrate(&cfg).await?;
             println!("migrations applied: {db}");
             Ok(())
         }
-        Command::Upload { .. } => Err("upload is a client command".into()),
+        Command::Upload { .. } => Err(CliError::Usage("upload is a client command".into())),
         Command::Bucket { command: BucketCommand::Cors { origins, max_age, print } } => {
-            let rules = crate::storage::cors::CorsRules::new(origins, max_age).map_err(|e| e.to_string())?;
+            let rules =
+                crate::storage::cors::CorsRules::new(origins, max_age).map_err(|e| CliError::Usage(e.to_string()))?;
             if print {
                 println!("S3 PutBucketCors XML:\n{}\n", rules.s3_xml());
                 let b2 = serde_json::to_string_pretty(&rules.b2_rules()).unwrap_or_default();
@@ -161,18 +170,18 @@ async fn run_with_config(command: Command, cfg: Config) -> Result<(), String> {
                 return Ok(());
             }
             let crate::config::StoreConfig::External(s3) = &cfg.store else {
-                return Err(
-                    "no bucket is configured: the embedded store takes its origins from FERRY_CORS_ORIGINS".into()
-                );
+                return Err(CliError::Usage(
+                    "no bucket is configured: the embedded store takes its origins from FERRY_CORS_ORIGINS".into(),
+                ));
             };
-            rules.apply(s3).await.map_err(|e| e.to_string())?;
+            rules.apply(s3).await?;
             println!("CORS rules applied to bucket {}", s3.bucket);
             Ok(())
         }
         Command::Token { user, ttl } => {
-            let jwt = cfg.jwt.as_ref().and_then(|j| j.secret.as_ref().map(|s| (j, s)));
+            let jwt = cfg.auth.as_ref().and_then(|j| j.secret.as_ref().map(|s| (j, s)));
             let Some((settings, secret)) = jwt else {
-                return Err("ferry token needs FERRY_JWT_SECRET (at least 32 characters)".into());
+                return Err(CliError::Usage("ferry token needs FERRY_JWT_SECRET (at least 32 characters)".into()));
             };
             let token = crate::auth::jwt::mint_hs256(
                 secret,
@@ -185,9 +194,8 @@ async fn run_with_config(command: Command, cfg: Config) -> Result<(), String> {
             Ok(())
         }
         Command::Sweep { dry_run } => {
-            let app = crate::startup::Application::for_tasks(cfg).await.map_err(|e| e.to_string())?;
-            let report =
-                crate::sweep::sweep_once(app.state(), dry_run).await.map_err(|e| crate::api::error_chain(&e))?;
+            let core = Core::open(&cfg).await?;
+            let report = core.sweeper.sweep_once(dry_run).await?;
             let verb = if dry_run { "would remove" } else { "removed" };
             for key in &report.orphans {
                 println!("{verb} orphan {key}");

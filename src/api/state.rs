@@ -1,0 +1,49 @@
+//! What every handler shares: the domain services of the core, plus the page's few facts.
+//! Small and cheap to clone.
+
+use std::sync::Arc;
+
+use crate::auth::AuthMode;
+use crate::core::Core;
+use crate::db::Metadata;
+use crate::storage::ObjectStore;
+use crate::telemetry::Metrics;
+use crate::upload::Uploads;
+use crate::webhook::B2Events;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub uploads: Arc<Uploads>,
+    /// `None` disables `/webhooks/b2`.
+    pub webhook: Option<Arc<B2Events>>,
+    pub auth: AuthMode,
+    pub metrics: Arc<Metrics>,
+    /// Readiness checks only.
+    pub db: Arc<dyn Metadata>,
+    /// Readiness checks only.
+    pub store: Arc<dyn ObjectStore>,
+    pub page: Arc<PageFacts>,
+}
+
+/// What the upload page needs to know.
+#[derive(Debug, Clone)]
+pub struct PageFacts {
+    /// Origin of the bucket's public endpoint (the page PUTs there).
+    pub store_origin: String,
+    /// The page sends files larger than this in parts.
+    pub multipart_threshold: u64,
+}
+
+impl AppState {
+    pub fn new(core: &Core, multipart_threshold: u64) -> Self {
+        Self {
+            uploads: core.uploads.clone(),
+            webhook: core.webhook.clone(),
+            auth: core.auth.clone(),
+            metrics: core.metrics.clone(),
+            db: core.db.clone(),
+            store: core.store.clone(),
+            page: Arc::new(PageFacts { store_origin: core.store_origin(), multipart_threshold }),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The upload service's one error type. The HTTP edge maps each variant to a status and a
+//! stable code in one `From`; the webhook asks [`UploadError::is_transient`] to decide retries.
+
+use crate::db::DbError;
+use crate::storage::StoreError;
+
+use super::{NameError, PolicyError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The file name cannot be used, even cleaned.
+    #[error(transparent)]
+    InvalidFileName(NameError),
+    /// The declared type or size breaks the rules.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The key was never issued to this caller.
+    #[error("this object key was not issued to you")]
+    NotIssued,
+    /// The key's confirmation window is over.
+    #[error("this upload expired")]
+    Expired,
+    /// No object has arrived under the key yet.
+    #[error("no object has been uploaded under this key yet")]
+    NotUploaded,
+    /// The object in the bucket is larger than the limit; it was deleted.
+    #[error("the uploaded object is larger than the limit of {limit} bytes")]
+    ObjectTooLarge { limit: u64 },
+    /// The object's type is not allowed; it was deleted.
+    #[error("the uploaded object's type {0} is not allowed")]
+    ObjectTypeNotAllowed(String),
+    /// A multipart request that cannot be right (part numbers, upload id, part list).
+    #[error("{0}")]
+    InvalidMultipart(String),
+    /// The store refused the part list of a multipart completion.
+    #[error("{0}")]
+    InvalidParts(String),
+    /// No such file for this caller.
+    #[error("no such file")]
+    FileNotFound,
+    /// The key is already recorded for another user.
+    #[error("this object key is already recorded")]
+    KeyTaken,
+    #[error(transparent)]
+    Database(DbError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl UploadError {
+    /// Whether trying again later may succeed (a dependency was down), as opposed to a refusal.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Database(DbError::Unavailable(_)) | Self::Store(StoreError::Unavailable(_)))
+    }
+}
+
+impl From<DbError> for UploadError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::KeyTaken => Self::KeyTaken,
+            other => Self::Database(other),
+        }
+    }
+}
+
+impl From<NameError> for UploadError {
+    fn from(e: NameError) -> Self {
+        Self::InvalidFileName(e)
+    }
+}
