@@ -9,7 +9,8 @@
 //! - [`core`]: builds everything below from a [`config::Config`], without sockets
 //! - domain: [`upload`] (the upload service), [`sweep`] (cleanup), [`webhook`] (B2 events)
 //! - ports: [`db`] (metadata), [`storage`] + [`embedded`] (objects), [`auth`] (token verification)
-//! - leaf types: [`identity`], [`config`], [`wire`] (the API's bodies), [`telemetry`]
+//! - leaf types: [`identity`], [`config`], [`wire`] (the API's bodies), [`telemetry`],
+//!   [`idle_body`]
 //!
 //! [`client`] is the API client behind `ferry upload`; it shares [`wire`] with the server.
 
@@ -22,6 +23,7 @@ pub mod core;
 pub mod db;
 pub mod embedded;
 pub mod identity;
+pub mod idle_body;
 pub mod startup;
 pub mod storage;
 pub mod sweep;

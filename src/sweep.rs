@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SweepConfig;
+use crate::config::{SweepConfig, UploadConfig};
 use crate::db::{DbError, Maintenance};
 use crate::storage::{ObjectStore, StoreError};
 use crate::telemetry::error_chain;
@@ -42,6 +42,8 @@ pub struct Sweeper {
     store: Arc<dyn ObjectStore>,
     /// How long after its URL expired an upload may still be confirmed.
     confirm_grace: Duration,
+    /// How long an upload URL lives.
+    upload_url_ttl: Duration,
     cfg: SweepConfig,
 }
 
@@ -49,10 +51,10 @@ impl Sweeper {
     pub fn new(
         db: Arc<dyn Maintenance>,
         store: Arc<dyn ObjectStore>,
-        confirm_grace: Duration,
+        uploads: &UploadConfig,
         cfg: SweepConfig,
     ) -> Self {
-        Self { db, store, confirm_grace, cfg }
+        Self { db, store, confirm_grace: uploads.confirm_grace, upload_url_ttl: uploads.url_ttl, cfg }
     }
 
     /// One full pass. With `dry_run`, reports what it would do and changes nothing.
@@ -64,6 +66,12 @@ impl Sweeper {
             // Webhook bookkeeping older than any confirm window is of no further use.
             let keep = self.confirm_grace + self.cfg.margin;
             self.db.prune(now_unix().saturating_sub(keep.as_secs()) as i64).await?;
+            // A deleted key must outlive every confirm window it could still be confirmed in:
+            // the key was issued before it was deleted, so its window ends at most an upload
+            // URL's life plus the grace after the delete.
+            let window = self.upload_url_ttl + keep;
+            let age = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+            self.db.prune_deleted_keys(chrono::Utc::now() - age).await?;
         }
         Ok(report)
     }

@@ -76,3 +76,85 @@ fn start_up_refuses_what_cannot_work() {
     }
     assert!(!dir.path().join("typo").exists(), "a typo never creates a database");
 }
+
+#[test]
+fn a_dotenv_in_a_parent_directory_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a").join("b");
+    std::fs::create_dir_all(&nested).unwrap();
+    // Planted two levels up, as anyone could in /tmp.
+    std::fs::write(dir.path().join(".env"), "FERRY_JWT_SECRET=\"a planted secret of at least 32 characters\"\n")
+        .unwrap();
+    let out = ferry(&nested, &["token", "--user", "mallory"], &[]);
+    assert!(!out.status.success(), "a parent directory's .env was read");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // The working directory's own .env is read.
+    std::fs::write(nested.join(".env"), "FERRY_JWT_SECRET=\"the operators own secret of 32+ characters\"\n").unwrap();
+    let out = ferry(&nested, &["token", "--user", "alice"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // So is a file named by FERRY_ENV_FILE, and a named file that is missing is an error.
+    let out = ferry(&nested, &["token", "--user", "alice"], &[("FERRY_ENV_FILE", "/nonexistent/ferry.env")]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("/nonexistent/ferry.env"));
+}
+
+#[test]
+fn a_wildcard_cors_origin_is_a_clear_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ferry(dir.path(), &["serve"], &[("FERRY_CORS_ORIGINS", "*"), ("PORT", "0"), ("FERRY_STORE_PORT", "0")]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("FERRY_CORS_ORIGINS"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_new_data_directory_and_database_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = ferry(dir.path(), &["migrate"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("data")), 0o700);
+    assert_eq!(mode(&dir.path().join("data").join("ferry.db")), 0o600);
+}
+
+#[test]
+fn a_jwks_without_audience_or_issuer_is_warned_about_at_start_up() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FERRY_DATA_DIR", dir.path().join("data"))
+        .env("PORT", "0")
+        .env("FERRY_STORE_PORT", "0")
+        .env("FERRY_JWKS_URL", "http://127.0.0.1:9/jwks.json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ferry starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut warned = false;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("WARN") && line.contains("FERRY_JWT_AUDIENCE") => {
+                warned = true;
+                break;
+            }
+            Ok(line) if line.contains("Ferry API listening") => break,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "no start-up warning about a JWKS without audience or issuer");
+}

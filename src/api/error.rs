@@ -83,6 +83,18 @@ pub enum ApiError {
     /// 409 `key-taken`: the object key is already recorded for another user.
     #[error("this object key is already recorded")]
     KeyTaken,
+    /// 410 `upload-deleted`: the upload's file was deleted; its key is never recorded again.
+    #[error("this upload's file was deleted; ask for a new upload URL")]
+    UploadDeleted,
+    /// 409 `object-changed`: the object in the bucket is no longer the one confirmed.
+    #[error("the object under this key changed after it was confirmed; nothing was changed")]
+    ObjectChanged,
+    /// 429 `rate-limited`: too many requests from this client; `Retry-After` says when to retry.
+    #[error("too many requests: try again in {retry_after} seconds")]
+    RateLimited { retry_after: u64 },
+    /// 403 `host-not-allowed`: dev mode answers only loopback host names (DNS rebinding).
+    #[error("dev mode answers only requests addressed to localhost or a loopback address")]
+    HostNotAllowed,
     /// 404 `file-not-found`.
     #[error("no such file")]
     FileNotFound,
@@ -120,9 +132,10 @@ impl ApiError {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             MissingToken | InvalidToken(_) | InvalidSignature => StatusCode::UNAUTHORIZED,
-            UploadNotIssued => StatusCode::FORBIDDEN,
-            UploadExpired => StatusCode::GONE,
-            UploadNotFound | KeyTaken => StatusCode::CONFLICT,
+            UploadNotIssued | HostNotAllowed => StatusCode::FORBIDDEN,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            UploadExpired | UploadDeleted => StatusCode::GONE,
+            UploadNotFound | KeyTaken | ObjectChanged => StatusCode::CONFLICT,
             ObjectTooLarge { .. } | ObjectTypeNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             FileNotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -161,6 +174,10 @@ impl ApiError {
             ObjectTypeNotAllowed(_) => "object-type-not-allowed",
             InvalidParts(_) => "invalid-parts",
             KeyTaken => "key-taken",
+            UploadDeleted => "upload-deleted",
+            ObjectChanged => "object-changed",
+            RateLimited { .. } => "rate-limited",
+            HostNotAllowed => "host-not-allowed",
             FileNotFound => "file-not-found",
             RouteNotFound => "not-found",
             MethodNotAllowed => "method-not-allowed",
@@ -215,6 +232,8 @@ impl From<UploadError> for ApiError {
             U::InvalidParts(message) => Self::InvalidParts(message),
             U::FileNotFound => Self::FileNotFound,
             U::KeyTaken => Self::KeyTaken,
+            U::Deleted => Self::UploadDeleted,
+            U::ObjectChanged => Self::ObjectChanged,
             U::Database(e) => e.into(),
             U::Store(e) => e.into(),
         }
@@ -273,6 +292,9 @@ impl IntoResponse for ApiError {
         };
         if let Some(value) = challenge.and_then(|c| c.parse().ok()) {
             response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, value);
+        }
+        if let Self::RateLimited { retry_after } = &self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after).into());
         }
         response
     }

@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod files;
 mod health;
+mod limits;
 mod metrics;
 mod multipart;
 mod page;
@@ -28,28 +29,44 @@ pub use state::{AppState, PageFacts};
 /// whose largest valid request is bigger set their own limit (multipart completion, webhook).
 const MAX_JSON_BODY: usize = 64 * 1024;
 
-/// The whole API, with CORS for `origins`.
-pub fn router(state: AppState, origins: &[String]) -> Router {
-    Router::new()
+/// The whole API, with CORS for `origins`; `/metrics` too unless it has its own address.
+pub fn router(state: AppState, origins: &[String], with_metrics: bool) -> Router {
+    let limited = Router::new()
         .merge(uploads::router())
+        .merge(multipart::router())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), limits::rate_limited));
+    let mut router = Router::new()
+        .merge(limited)
         .merge(files::router())
         .merge(health::router())
         .merge(page::router())
-        .merge(webhooks::router())
-        .merge(multipart::router())
-        .route("/metrics", axum::routing::get(metrics::metrics))
+        .merge(webhooks::router());
+    if with_metrics {
+        router = router.route("/metrics", axum::routing::get(metrics::metrics));
+    }
+    router
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::dev_host_check))
         .layer(cors(origins))
         .layer(
             // Spans carry the matched route, never the raw URI: nothing secret ends up in a log.
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-                tracing::info_span!("request", method = %req.method(), route, user = tracing::field::Empty)
+                let method = crate::telemetry::MethodLabel::from_method(req.method());
+                tracing::info_span!("request", method = ?method, route, user = tracing::field::Empty)
             }),
         )
+        .with_state(state)
+}
+
+/// `/metrics` alone, for its own address (`FERRY_METRICS_ADDR`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .fallback(|| async { ApiError::RouteNotFound })
         .with_state(state)
 }
 

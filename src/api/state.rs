@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::auth::AuthMode;
+use crate::config::Config;
 use crate::core::Core;
 use crate::db::Metadata;
 use crate::storage::ObjectStore;
@@ -23,6 +24,10 @@ pub struct AppState {
     /// Readiness checks only.
     pub store: Arc<dyn ObjectStore>,
     pub page: Arc<PageFacts>,
+    /// Per-client request limits on the upload routes; `None` when turned off.
+    pub rate_limit: Option<Arc<super::limits::RateLimit>>,
+    /// Dev mode only: the `Host` names a request may carry (loopback and configured origins).
+    pub dev_hosts: Option<Arc<Vec<String>>>,
 }
 
 /// What the upload page needs to know.
@@ -35,8 +40,12 @@ pub struct PageFacts {
 }
 
 impl AppState {
-    pub fn new(core: &Core, multipart_threshold: u64) -> Self {
+    pub fn new(core: &Core, cfg: &Config) -> Self {
+        let multipart_threshold = cfg.page.multipart_threshold;
         Self {
+            rate_limit: super::limits::RateLimit::new(cfg.limits.rate_per_second, cfg.limits.rate_burst).map(Arc::new),
+            dev_hosts: (core.auth.is_dev() && !cfg.server.insecure_dev_auth)
+                .then(|| Arc::new(super::limits::dev_hosts(&cfg.server.cors_origins))),
             uploads: core.uploads.clone(),
             webhook: core.webhook.clone(),
             auth: core.auth.clone(),

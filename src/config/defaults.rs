@@ -34,3 +34,12 @@ pub const SWEEP_MARGIN: Duration = Duration::from_secs(300);
 
 /// Files larger than this go by multipart, from the page and from `ferry upload`: 64 MiB.
 pub const MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
+
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per listener. With the open-file limit raised to its hard limit at start-up this leaves
+/// room for the database pool and the store's files.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Requests per second per client address on the upload routes (presign, confirm, multipart).
+pub const RATE_PER_SECOND: u32 = 50;
+pub const RATE_BURST: u32 = 200;

@@ -33,6 +33,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    pub limits: LimitsConfig,
     pub store: StoreConfig,
     pub database: DatabaseConfig,
     pub uploads: UploadConfig,
@@ -54,6 +55,25 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Allow dev-mode identity (X-User-Id) on a non-loopback address.
     pub insecure_dev_auth: bool,
+}
+
+/// What one client, or all of them together, may hold or ask of Ferry.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// A client must send a request's headers within this long; an idle keep-alive connection
+    /// is closed after it too (hyper starts the clock when it waits for a request head).
+    pub header_timeout: Duration,
+    /// A request body that sends nothing for this long is cut off.
+    pub body_idle_timeout: Duration,
+    /// Open connections per listener (API, embedded store); more are closed at once.
+    pub max_connections: usize,
+    /// Sustained requests per second per client address on the upload routes; 0 turns the
+    /// limit off.
+    pub rate_per_second: u32,
+    /// Requests a client may make in a burst above the sustained rate.
+    pub rate_burst: u32,
+    /// Serve `/metrics` on this address only (not on the API), when set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Where objects live.
@@ -217,6 +237,21 @@ impl Config {
                 data_dir: PathBuf::from(get("FERRY_DATA_DIR").unwrap_or_else(|| defaults::DATA_DIR.into())),
                 cors_origins: cors_origins(get("FERRY_CORS_ORIGINS"))?,
                 insecure_dev_auth: parse_bool(&get, "FERRY_INSECURE_DEV_AUTH")?,
+            },
+            limits: LimitsConfig {
+                header_timeout: seconds_or(&get, "FERRY_HEADER_TIMEOUT", defaults::HEADER_TIMEOUT)?,
+                body_idle_timeout: seconds_or(&get, "FERRY_BODY_IDLE_TIMEOUT", defaults::BODY_IDLE_TIMEOUT)?,
+                max_connections: parse_or(&get, "FERRY_MAX_CONNECTIONS", defaults::MAX_CONNECTIONS)?,
+                rate_per_second: parse_or(&get, "FERRY_RATE_LIMIT", defaults::RATE_PER_SECOND)?,
+                rate_burst: parse_or(&get, "FERRY_RATE_LIMIT_BURST", defaults::RATE_BURST)?,
+                metrics_addr: get("FERRY_METRICS_ADDR")
+                    .map(|a| {
+                        a.parse().map_err(|e| ConfigError::Invalid {
+                            var: "FERRY_METRICS_ADDR",
+                            reason: format!("{a:?}: {e} (write host:port, like 127.0.0.1:9100)"),
+                        })
+                    })
+                    .transpose()?,
             },
             store: store_config(&get, host)?,
             database: DatabaseConfig {

@@ -14,6 +14,15 @@ use crate::config::Secret;
 pub fn ensure(path: &Path) -> Result<(), CoreError> {
     let err = |source| CoreError::DataDir { path: path.display().to_string(), source };
     if path.is_dir() {
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(path)
+            && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %path.display(),
+                "the data directory is readable by other users; it holds the database and every object: chmod 700 it"
+            );
+        }
         return Ok(());
     }
     let mut builder = std::fs::DirBuilder::new();

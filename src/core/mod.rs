@@ -75,7 +75,7 @@ impl Core {
             cfg.webhook.b2_event_secret.as_ref().map(|secret| {
                 Arc::new(B2Events::new(uploads.clone(), db.clone(), secret.clone(), bucket.bucket.clone()))
             });
-        let sweeper = Arc::new(Sweeper::new(db.clone(), store.clone(), cfg.uploads.confirm_grace, cfg.sweep.clone()));
+        let sweeper = Arc::new(Sweeper::new(db.clone(), store.clone(), &cfg.uploads, cfg.sweep.clone()));
         Ok(Self {
             auth: AuthMode::new(cfg.auth.as_ref()),
             db,
@@ -138,6 +138,7 @@ fn open_store(cfg: &Config) -> Result<OpenedStore, CoreError> {
                 access_key_id: &e.access_key_id,
                 secret_access_key: &secret,
                 public_read: cfg.uploads.public_bucket,
+                body_idle_timeout: cfg.limits.body_idle_timeout,
             })
             .map_err(|source| CoreError::DataDir { path: root.display().to_string(), source })?;
             tracing::info!(endpoint = %s3.public_endpoint, bucket = %e.bucket, dir = %root.display(), "object store: embedded");

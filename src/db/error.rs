@@ -10,6 +10,9 @@ pub enum DbError {
     /// The key is recorded for another user.
     #[error("object key already recorded for another user")]
     KeyTaken,
+    /// The key's file was deleted: it is never recorded again.
+    #[error("object key belongs to a deleted file")]
+    KeyDeleted,
     /// The connection settings cannot work (bad URL, unreadable root certificate...).
     #[error("database configuration: {0}")]
     Config(String),

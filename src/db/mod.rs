@@ -72,7 +72,8 @@ pub enum Recorded {
 #[async_trait]
 pub trait FileRepo: Send + Sync + 'static {
     /// Records a verified upload for the caller; repeating it returns the same row.
-    /// A key recorded for another user is [`DbError::KeyTaken`].
+    /// A key recorded for another user is [`DbError::KeyTaken`]; the key of a deleted file is
+    /// [`DbError::KeyDeleted`] (never recorded again).
     async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError>;
     /// The caller's files, newest first, with ids below `before` when given.
     async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError>;
@@ -80,7 +81,8 @@ pub trait FileRepo: Send + Sync + 'static {
     async fn find_by_key(&self, who: &Caller, key: &str) -> Result<Option<FileRecord>, DbError>;
     /// One of the caller's files (not one being deleted).
     async fn get(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError>;
-    /// Marks one of the caller's files as being deleted and returns it.
+    /// Marks one of the caller's files as being deleted, remembers its key as deleted (so no
+    /// later confirm records it again), and returns it.
     async fn mark_deleting(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError>;
     /// Removes one of the caller's rows whose object is gone.
     async fn remove(&self, who: &Caller, id: i64) -> Result<(), DbError>;
@@ -97,6 +99,8 @@ pub trait Maintenance: Send + Sync + 'static {
     async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, DbError>;
     /// Forgets pending uploads that expired before `before` and events handled before it.
     async fn prune(&self, before: i64) -> Result<u64, DbError>;
+    /// Forgets the keys of files deleted before `before` (no confirm window is open for them).
+    async fn prune_deleted_keys(&self, before: DateTime<Utc>) -> Result<u64, DbError>;
 }
 
 /// The B2 webhook's bookkeeping.

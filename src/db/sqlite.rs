@@ -41,6 +41,20 @@ fn file_record(row: &SqliteRow) -> Result<FileRecord, sqlx::Error> {
     })
 }
 
+/// Creates the database file owner-only (0600) if it is missing: it holds every user's file
+/// list. SQLite gives its `-wal` and `-shm` files the database file's permissions.
+fn create_owner_only(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn size_column(size: u64) -> Result<i64, DbError> {
     i64::try_from(size).map_err(|_| DbError::Config(format!("a size of {size} bytes does not fit the size column")))
 }
@@ -61,6 +75,7 @@ impl SqliteMetadata {
             None => {
                 std::fs::create_dir_all(data_dir).map_err(DbError::other)?;
                 let path = data_dir.join("ferry.db");
+                create_owner_only(&path).map_err(DbError::other)?;
                 let description = format!("SQLite at {}", path.display());
                 (SqliteConnectOptions::new().filename(path).create_if_missing(true), description)
             }
@@ -84,7 +99,9 @@ impl FileRepo for SqliteMetadata {
     async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError> {
         let inserted = sqlx::query(&format!(
             "INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}"
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
+             WHERE NOT EXISTS (SELECT 1 FROM b2_deleted_keys WHERE object_key = ?1) \
+             ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}"
         ))
         .bind(&file.object_key)
         .bind(&file.file_url)
@@ -102,8 +119,10 @@ impl FileRepo for SqliteMetadata {
         let existing = sqlx::query(&format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = ?"))
             .bind(&file.object_key)
             .try_map(|row| file_record(&row))
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
+        // Neither inserted nor there: the key's file was deleted.
+        let existing = existing.ok_or(DbError::KeyDeleted)?;
         if existing.user_id != who.user_id {
             return Err(DbError::KeyTaken);
         }
@@ -142,15 +161,25 @@ impl FileRepo for SqliteMetadata {
     }
 
     async fn mark_deleting(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
-        Ok(sqlx::query(&format!(
+        let mut tx = self.pool.begin().await?;
+        let marked = sqlx::query(&format!(
             "UPDATE b2_files SET deleting_at = COALESCE(deleting_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
              WHERE id = ? AND user_id = ? RETURNING {COLUMNS}"
         ))
         .bind(id)
         .bind(&who.user_id)
         .try_map(|row| file_record(&row))
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(record) = &marked {
+            sqlx::query("INSERT OR IGNORE INTO b2_deleted_keys (object_key, user_id) VALUES (?, ?)")
+                .bind(&record.object_key)
+                .bind(&record.user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(marked)
     }
 
     async fn remove(&self, who: &Caller, id: i64) -> Result<(), DbError> {
@@ -202,6 +231,14 @@ impl Maintenance for SqliteMetadata {
         let b =
             sqlx::query("DELETE FROM b2_webhook_events WHERE handled_at < ?").bind(before).execute(&self.pool).await?;
         Ok(a.rows_affected() + b.rows_affected())
+    }
+
+    async fn prune_deleted_keys(&self, before: DateTime<Utc>) -> Result<u64, DbError> {
+        let done = sqlx::query("DELETE FROM b2_deleted_keys WHERE deleted_at < ?")
+            .bind(before.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 

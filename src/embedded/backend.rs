@@ -6,7 +6,7 @@ use std::sync::Arc;
 use s3s::dto::*;
 use s3s::{S3Error, S3Result, s3_error};
 
-use super::disk::{Disk, ObjectMeta, WriteError};
+use super::disk::{CommitError, Disk, ObjectMeta, WriteError};
 
 /// S3's single-PUT and single-part limit.
 pub(super) const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
@@ -32,9 +32,149 @@ pub(super) fn write_failed<E: std::fmt::Display>(e: WriteError<E>) -> S3Error {
     }
 }
 
+/// Why a write to a sealed key is refused. 412 rather than 403: the request is authentic and
+/// authorised, what fails is a precondition of the write (the key must not hold a final
+/// object), exactly as S3 answers a create-only write (`If-None-Match: *`) to an existing
+/// key; a 403 would send whoever debugs it looking for a bad signature or an expired URL.
+/// SDKs do not retry either.
+pub(super) fn sealed() -> S3Error {
+    tracing::info!("embedded store refused to replace a sealed (confirmed) object");
+    s3_error!(PreconditionFailed, "the object was confirmed and is sealed: it can no longer be replaced")
+}
+
+pub(super) fn commit_failed(e: CommitError<S3Error>) -> S3Error {
+    match e {
+        CommitError::Io(e) => internal(e),
+        CommitError::Sealed => sealed(),
+        CommitError::Refused(e) => e,
+    }
+}
+
+/// The conditions a write carries (`If-Match`, `If-None-Match`), checked against the object
+/// the key holds: once early (to refuse before the body is read) and again under the key's
+/// lock when committing (the check that counts).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Conditions {
+    pub if_match: Option<ETagCondition>,
+    pub if_none_match: Option<ETagCondition>,
+}
+
+impl Conditions {
+    pub fn check(&self, current: Option<&ObjectMeta>) -> S3Result<()> {
+        let matches = |condition: &ETagCondition, meta: &ObjectMeta| match condition {
+            ETagCondition::Any => true,
+            ETagCondition::ETag(etag) => etag.value().trim_matches('"') == meta.etag,
+        };
+        if let Some(condition) = &self.if_match {
+            let Some(meta) = current else {
+                return Err(s3_error!(NoSuchKey, "If-Match: there is no object to match"));
+            };
+            if !matches(condition, meta) {
+                return Err(s3_error!(PreconditionFailed, "If-Match: the object's ETag differs"));
+            }
+        }
+        if let (Some(condition), Some(meta)) = (&self.if_none_match, current)
+            && matches(condition, meta)
+        {
+            return Err(s3_error!(PreconditionFailed, "If-None-Match: the object exists"));
+        }
+        Ok(())
+    }
+}
+
+/// The (lower-case) names of the headers a request's SigV4 signature covers: a presigned URL's
+/// `X-Amz-SignedHeaders`, or the `SignedHeaders=` of an `AWS4-HMAC-SHA256` `Authorization`
+/// header, picked the way `s3s` picks the signature it verifies. Empty for anything else
+/// (anonymous, SigV2 or POST-policy requests): then no header counts as signed. Meaningful
+/// only for a request whose signature `s3s` verified (its credentials are set).
+pub(super) fn signed_headers(headers: &http::HeaderMap, uri: &http::Uri) -> Vec<String> {
+    let split = |list: &str| list.split(';').map(|h| h.trim().to_ascii_lowercase()).collect();
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if param("Signature").is_some() {
+        return Vec::new(); // SigV2 presigned: covers no such header
+    }
+    if param("X-Amz-Signature").is_some() {
+        return param("X-Amz-SignedHeaders").map(split).unwrap_or_default();
+    }
+    let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Vec::new();
+    };
+    let Some(fields) = auth.strip_prefix("AWS4-HMAC-SHA256 ") else {
+        return Vec::new();
+    };
+    fields.split(',').find_map(|field| field.trim().strip_prefix("SignedHeaders=")).map(split).unwrap_or_default()
+}
+
+/// Whether the request's signature covers `name` (lower-case).
+pub(super) fn is_signed<T>(req: &s3s::S3Request<T>, name: &str) -> bool {
+    req.credentials.is_some() && signed_headers(&req.headers, &req.uri).iter().any(|h| h == name)
+}
+
+/// Types a browser would run, or render as a document that can run scripts, if served inline
+/// from the store's origin. Besides these, every `+xml` type and any missing or unreadable type
+/// (which a browser may sniff) is served as an attachment.
+const ACTIVE_TYPES: &[&str] = &[
+    "text/html",
+    "application/xhtml+xml",
+    "image/svg+xml",
+    "text/xml",
+    "application/xml",
+    "text/xsl",
+    "text/javascript",
+    "application/javascript",
+    "application/x-javascript",
+    "text/ecmascript",
+    "application/ecmascript",
+    "application/x-shockwave-flash",
+];
+
+/// Whether an object of this type must not be rendered inline.
+pub(super) fn is_active(content_type: Option<&str>) -> bool {
+    let Some(essence) = content_type.and_then(|t| t.split(';').next()).map(|t| t.trim().to_ascii_lowercase()) else {
+        return true;
+    };
+    let Some((_, subtype)) = essence.split_once('/') else {
+        return true;
+    };
+    subtype.is_empty() || subtype.ends_with("+xml") || ACTIVE_TYPES.contains(&essence.as_str())
+}
+
+/// The `Content-Disposition` a GET or HEAD answers with: a signed `response-content-disposition`
+/// (`requested`, ignored on anonymous requests) wins; otherwise active content is always an
+/// attachment, and anything else gets what was stored (a disposition the upload signed).
+pub(super) fn served_disposition(
+    content_type: Option<&str>,
+    stored: Option<String>,
+    requested: Option<String>,
+) -> Option<String> {
+    if requested.is_some() {
+        return requested;
+    }
+    if !is_active(content_type) {
+        return stored;
+    }
+    match stored {
+        Some(d) if d.trim_start().to_ascii_lowercase().starts_with("attachment") => Some(d),
+        _ => Some("attachment".to_owned()),
+    }
+}
+
 impl Backend {
     pub(super) fn bucket(&self, bucket: &str) -> S3Result<()> {
         if self.disk.bucket_exists(bucket) { Ok(()) } else { Err(s3_error!(NoSuchBucket)) }
+    }
+
+    /// Refuses early a write that could not commit (the key is sealed, or the conditions fail
+    /// on what it holds now), before its body is read. The commit checks again under the lock.
+    pub(super) async fn check_writable(&self, bucket: &str, key: &str, conditions: &Conditions) -> S3Result<()> {
+        let current = self.disk.meta(bucket, key).await.map_err(internal)?;
+        if current.as_ref().is_some_and(|m| m.sealed) {
+            return Err(sealed());
+        }
+        conditions.check(current.as_ref())
     }
 
     pub(super) async fn meta_or_404(&self, bucket: &str, key: &str) -> S3Result<ObjectMeta> {
@@ -102,4 +242,101 @@ pub(super) fn check_digests(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(uri: &str, authorization: Option<&str>) -> Vec<String> {
+        let mut headers = http::HeaderMap::new();
+        if let Some(a) = authorization {
+            headers.insert(http::header::AUTHORIZATION, a.parse().unwrap());
+        }
+        signed_headers(&headers, &uri.parse().unwrap())
+    }
+
+    #[test]
+    fn signed_headers_come_from_the_signature_s3s_checks() {
+        let presigned =
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=content-type%3Bhost&X-Amz-Signature=ab";
+        assert_eq!(signed(presigned, None), ["content-type", "host"]);
+        let header = "AWS4-HMAC-SHA256 Credential=k/20250101/us-east-1/s3/aws4_request, \
+                      SignedHeaders=Content-Disposition;host;x-amz-date, Signature=ab";
+        assert_eq!(signed("/b/k", Some(header)), ["content-disposition", "host", "x-amz-date"]);
+        // The presigned signature wins over a header, as in s3s.
+        assert_eq!(signed(presigned, Some(header)), ["content-type", "host"]);
+        // SigV2 signs no Content-Disposition; a SigV2 URL with v4-looking parameters is still v2.
+        assert!(signed("/b/k?Signature=x&X-Amz-Signature=y&X-Amz-SignedHeaders=content-disposition", None).is_empty());
+        assert!(signed("/b/k", Some("AWS key:signature")).is_empty());
+        assert!(signed("/b/k", None).is_empty());
+        assert!(signed("/b/k?X-Amz-SignedHeaders=content-disposition", None).is_empty(), "no signature, no list");
+    }
+
+    #[test]
+    fn active_content_is_recognised_by_its_essence() {
+        for active in [
+            "text/html",
+            "TEXT/HTML; charset=utf-8",
+            " text/html ;x=y",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            "text/xml",
+            "application/xml",
+            "text/javascript",
+            "application/javascript",
+            "application/x-shockwave-flash",
+            "application/rss+xml",
+            "application/vnd.custom+XML",
+            "nonsense",
+            "",
+        ] {
+            assert!(is_active(Some(active)), "{active}");
+        }
+        assert!(is_active(None), "an untyped object may be sniffed");
+        for passive in ["image/png", "text/plain", "application/pdf", "application/json", "video/mp4"] {
+            assert!(!is_active(Some(passive)), "{passive}");
+        }
+    }
+
+    #[test]
+    fn active_content_is_an_attachment_unless_a_signed_request_asks_otherwise() {
+        let html = Some("text/html");
+        assert_eq!(served_disposition(html, None, None).as_deref(), Some("attachment"));
+        assert_eq!(served_disposition(html, Some("inline".into()), None).as_deref(), Some("attachment"));
+        let named = "attachment; filename=\"a.html\"";
+        assert_eq!(served_disposition(html, Some(named.into()), None).as_deref(), Some(named));
+        assert_eq!(served_disposition(html, None, Some("inline".into())).as_deref(), Some("inline"));
+        let png = Some("image/png");
+        assert_eq!(served_disposition(png, None, None), None);
+        assert_eq!(served_disposition(png, Some("inline".into()), None).as_deref(), Some("inline"));
+    }
+
+    fn object(etag: &str) -> ObjectMeta {
+        ObjectMeta {
+            key: "k".into(),
+            size: 1,
+            etag: etag.into(),
+            content_type: None,
+            content_disposition: None,
+            last_modified: chrono::Utc::now(),
+            blob: String::new(),
+            sealed: false,
+        }
+    }
+
+    #[test]
+    fn write_conditions_follow_s3() {
+        let code = |r: S3Result<()>| r.err().map(|e| e.code().as_str().to_owned());
+        let existing = object("abc");
+        let create_only = Conditions { if_none_match: Some(ETagCondition::Any), ..Default::default() };
+        assert_eq!(code(create_only.check(Some(&existing))).as_deref(), Some("PreconditionFailed"));
+        assert_eq!(code(create_only.check(None)), None);
+        let if_match =
+            |e: &str| Conditions { if_match: Some(ETagCondition::ETag(ETag::Strong(e.into()))), ..Default::default() };
+        assert_eq!(code(if_match("abc").check(Some(&existing))), None);
+        assert_eq!(code(if_match("other").check(Some(&existing))).as_deref(), Some("PreconditionFailed"));
+        assert_eq!(code(if_match("abc").check(None)).as_deref(), Some("NoSuchKey"));
+        assert_eq!(code(Conditions::default().check(Some(&existing))), None);
+    }
 }

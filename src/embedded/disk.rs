@@ -4,6 +4,11 @@
 //! `<root>/<bucket>/<h[0..2]>/<h>.json` holds its metadata and names its blob
 //! `<h>.<uuid>`. A write streams into `<root>/.tmp/`, is checked, then renamed into place;
 //! renaming the metadata file is the commit point, so a failed or cut-off PUT leaves nothing.
+//! Every file the store creates is owner-only (0600) and every directory 0700.
+//!
+//! An object may be *sealed* (Ferry seals it when an upload is confirmed): a sealed key is
+//! never replaced again, only deleted. Commits check the seal, and any condition the client
+//! sent (`If-None-Match: *`), under the key's lock, so no HEAD-then-PUT race exists.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,6 +33,26 @@ pub struct ObjectMeta {
     pub last_modified: chrono::DateTime<chrono::Utc>,
     /// File name of the blob beside this metadata file.
     pub blob: String,
+    /// Set once Ferry confirmed the object: no write may replace it any more.
+    /// (Metadata written before sealing existed has no such field: not sealed.)
+    #[serde(default)]
+    pub sealed: bool,
+}
+
+/// Why a commit did not happen.
+#[derive(Debug)]
+pub enum CommitError<E> {
+    Io(io::Error),
+    /// The key holds a sealed object.
+    Sealed,
+    /// The caller's condition refused the current object (or its absence).
+    Refused(E),
+}
+
+impl<E> From<io::Error> for CommitError<E> {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 /// A file being written in `.tmp`, removed on drop unless committed.
@@ -70,12 +95,15 @@ const WRITE_BUFFER: usize = 1024 * 1024;
 impl Disk {
     /// Opens (creating if needed) the store under `root`, with one bucket.
     pub fn open(root: &Path, bucket: &str) -> io::Result<Self> {
-        std::fs::create_dir_all(root.join(bucket))?;
         let tmp = root.join(".tmp");
-        std::fs::create_dir_all(&tmp)?;
+        let uploads = root.join(".uploads");
+        for dir in [root.to_owned(), root.join(bucket), tmp.clone(), uploads.clone()] {
+            create_private_dir_all_sync(&dir)?;
+            // Directories made by an earlier version kept the umask's mode: close them too.
+            restrict_dir(&dir)?;
+        }
         remove_stale_temp_files(&tmp);
-        std::fs::create_dir_all(root.join(".uploads"))?;
-        remove_abandoned_multipart_uploads(&root.join(".uploads"));
+        remove_abandoned_multipart_uploads(&uploads);
         Ok(Self { root: root.to_owned(), locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect() })
     }
 
@@ -121,7 +149,7 @@ impl Disk {
     {
         let file = TempFile { path: self.root.join(".tmp").join(Uuid::new_v4().to_string()), committed: false };
         // Large writes: each write to a tokio file is a trip to the blocking pool.
-        let created = tokio::fs::File::create(&file.path).await.map_err(WriteError::Io)?;
+        let created = create_private_file(&file.path).await.map_err(WriteError::Io)?;
         let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, created);
         let mut md5 = Md5::new();
         let mut size = 0u64;
@@ -137,27 +165,67 @@ impl Disk {
         Ok(Written { file, size, md5: md5.finalize() })
     }
 
-    /// Makes a checked temporary file the object `key`, replacing any previous version.
-    pub async fn commit(&self, bucket: &str, mut meta: ObjectMeta, mut file: TempFile) -> io::Result<ObjectMeta> {
+    /// Makes a checked temporary file the object `key`, replacing any previous version unless
+    /// that one is sealed or `check` refuses it. Both checks happen under the key's lock, with
+    /// the rename: nothing can slip in between them.
+    pub async fn commit<E>(
+        &self,
+        bucket: &str,
+        mut meta: ObjectMeta,
+        mut file: TempFile,
+        check: impl FnOnce(Option<&ObjectMeta>) -> Result<(), E>,
+    ) -> Result<ObjectMeta, CommitError<E>> {
         let (meta_path, hash) = self.meta_path(bucket, &meta.key);
         let dir = self.object_dir(bucket, &hash);
-        tokio::fs::create_dir_all(&dir).await?;
+        let _guard = self.lock_for(&hash).lock().await;
+        let previous = self.read_meta_at(&meta_path).await?;
+        if previous.as_ref().is_some_and(|p| p.sealed) {
+            return Err(CommitError::Sealed);
+        }
+        check(previous.as_ref()).map_err(CommitError::Refused)?;
+        create_private_dir_all(&dir).await?;
+        meta.sealed = false;
         meta.blob = format!("{hash}.{}", Uuid::new_v4().simple());
         tokio::fs::rename(&file.path, dir.join(&meta.blob)).await?;
         file.committed = true;
-        let meta_tmp = self.root.join(".tmp").join(format!("{}.json", Uuid::new_v4()));
-        let _guard = self.lock_for(&hash).lock().await;
-        let previous = self.read_meta_at(&meta_path).await?;
-        tokio::fs::write(&meta_tmp, serde_json::to_vec(&meta).map_err(io::Error::other)?).await?;
-        if let Err(e) = tokio::fs::rename(&meta_tmp, &meta_path).await {
+        if let Err(e) = self.write_meta(&meta_path, &meta).await {
             let _ = tokio::fs::remove_file(dir.join(&meta.blob)).await;
-            let _ = tokio::fs::remove_file(&meta_tmp).await;
-            return Err(e);
+            return Err(e.into());
         }
         if let Some(previous) = previous {
             let _ = tokio::fs::remove_file(dir.join(previous.blob)).await;
         }
         Ok(meta)
+    }
+
+    /// Seals the object `key` (see the module's note) and returns its metadata, or `None` if
+    /// there is no such object. Sealing a sealed object changes nothing.
+    pub async fn seal(&self, bucket: &str, key: &str) -> io::Result<Option<ObjectMeta>> {
+        let (meta_path, hash) = self.meta_path(bucket, key);
+        let _guard = self.lock_for(&hash).lock().await;
+        let Some(mut meta) = self.read_meta_at(&meta_path).await? else {
+            return Ok(None);
+        };
+        if !meta.sealed {
+            meta.sealed = true;
+            self.write_meta(&meta_path, &meta).await?;
+        }
+        Ok(Some(meta))
+    }
+
+    /// Replaces a metadata file atomically: written in `.tmp`, then renamed over it.
+    /// The caller holds the key's lock.
+    async fn write_meta(&self, meta_path: &Path, meta: &ObjectMeta) -> io::Result<()> {
+        let meta_tmp = self.root.join(".tmp").join(format!("{}.json", Uuid::new_v4()));
+        let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
+        let written = match write_private(&meta_tmp, &json).await {
+            Ok(()) => tokio::fs::rename(&meta_tmp, meta_path).await,
+            Err(e) => Err(e),
+        };
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(&meta_tmp).await;
+        }
+        written
     }
 
     async fn read_meta_at(&self, path: &Path) -> io::Result<Option<ObjectMeta>> {
@@ -235,6 +303,58 @@ impl Disk {
     }
 }
 
+/// Creates `dir` and its missing parents, owner-only (0700).
+pub async fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder.create(dir).await
+}
+
+fn create_private_dir_all_sync(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Makes an existing directory of the store owner-only.
+fn restrict_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn private_options() -> tokio::fs::OpenOptions {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options
+}
+
+/// Creates a new owner-only (0600) file; fails if `path` exists.
+async fn create_private_file(path: &Path) -> io::Result<tokio::fs::File> {
+    private_options().create_new(true).open(path).await
+}
+
+/// Writes `bytes` to `path`, creating it owner-only (0600) or truncating it.
+pub async fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = private_options().create(true).truncate(true).open(path).await?;
+    file.write_all(bytes).await?;
+    file.flush().await
+}
+
 /// Leftovers of a crash mid-upload are never visible; drop those old enough that no live
 /// upload (of this or another process on the same directory) can still be writing them.
 fn remove_stale_temp_files(tmp: &Path) {
@@ -292,7 +412,25 @@ mod tests {
             content_disposition: None,
             last_modified: chrono::Utc::now(),
             blob: String::new(),
+            sealed: false,
         }
+    }
+
+    fn any(_: Option<&ObjectMeta>) -> Result<(), ()> {
+        Ok(())
+    }
+
+    async fn put(disk: &Disk, key: &str, body: &'static [u8]) -> Result<ObjectMeta, CommitError<()>> {
+        let written = disk.write_temp(chunks(&[body]), |_| {}).await.ok().unwrap();
+        disk.commit("b", meta(key, written.size), written.file, any).await
+    }
+
+    async fn read(disk: &Disk, key: &str) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let (_, mut file) = disk.open_object("b", key).await.unwrap().unwrap();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).await.unwrap();
+        bytes
     }
 
     #[tokio::test]
@@ -301,7 +439,7 @@ mod tests {
         let disk = Disk::open(&dir.path().join("store"), "b").unwrap();
         let written = disk.write_temp(chunks(&[b"x"]), |_| {}).await.ok().unwrap();
         let key = "../../../escape";
-        let stored = disk.commit("b", meta(key, 1), written.file).await.unwrap();
+        let stored = disk.commit("b", meta(key, 1), written.file, any).await.unwrap();
         assert!(disk.blob_path("b", &stored).starts_with(dir.path().join("store/b")));
         assert!(!dir.path().join("escape").exists());
         assert_eq!(disk.meta("b", key).await.unwrap().unwrap().size, 1);
@@ -324,11 +462,83 @@ mod tests {
         for body in [&b"one"[..], &b"second"[..]] {
             let static_body: &'static [u8] = if body.len() == 3 { b"one" } else { b"second" };
             let written = disk.write_temp(chunks(&[static_body]), |_| {}).await.ok().unwrap();
-            disk.commit("b", meta("k", written.size), written.file).await.unwrap();
+            disk.commit("b", meta("k", written.size), written.file, any).await.unwrap();
         }
         let (m, _) = disk.open_object("b", "k").await.unwrap().unwrap();
         assert_eq!(m.size, 6);
         let shard = disk.blob_path("b", &m).parent().unwrap().to_owned();
         assert_eq!(std::fs::read_dir(shard).unwrap().count(), 2, "one blob and one metadata file");
+    }
+
+    #[tokio::test]
+    async fn a_sealed_object_is_never_replaced_but_can_be_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), "b").unwrap();
+        assert!(disk.seal("b", "k").await.unwrap().is_none(), "nothing to seal");
+        put(&disk, "k", b"first").await.unwrap();
+        let sealed = disk.seal("b", "k").await.unwrap().unwrap();
+        assert!(sealed.sealed && sealed.size == 5);
+        assert!(disk.seal("b", "k").await.unwrap().unwrap().sealed, "sealing twice is harmless");
+        assert!(matches!(put(&disk, "k", b"second").await, Err(CommitError::Sealed)));
+        assert_eq!(read(&disk, "k").await, b"first");
+        assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0, "the refused body is gone");
+        let shard = disk.blob_path("b", &sealed).parent().unwrap().to_owned();
+        assert_eq!(std::fs::read_dir(&shard).unwrap().count(), 2, "one blob and one metadata file");
+        assert!(disk.delete("b", "k").await.unwrap());
+        put(&disk, "k", b"again").await.unwrap();
+        assert!(!disk.meta("b", "k").await.unwrap().unwrap().sealed, "a new object starts unsealed");
+    }
+
+    #[tokio::test]
+    async fn metadata_written_before_sealing_existed_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), "b").unwrap();
+        let stored = put(&disk, "k", b"x").await.unwrap();
+        let (meta_path, _) = disk.meta_path("b", "k");
+        let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove("sealed");
+        std::fs::write(&meta_path, serde_json::to_vec(&json).unwrap()).unwrap();
+        let loaded = disk.meta("b", "k").await.unwrap().unwrap();
+        assert!(!loaded.sealed);
+        assert_eq!(loaded.blob, stored.blob);
+    }
+
+    #[tokio::test]
+    async fn a_refused_condition_keeps_the_previous_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), "b").unwrap();
+        put(&disk, "k", b"first").await.unwrap();
+        let written = disk.write_temp(chunks(&[b"second"]), |_| {}).await.ok().unwrap();
+        let absent = |m: Option<&ObjectMeta>| if m.is_some() { Err("exists") } else { Ok(()) };
+        let refused = disk.commit("b", meta("k", 6), written.file, absent).await;
+        assert!(matches!(refused, Err(CommitError::Refused("exists"))));
+        assert_eq!(read(&disk, "k").await, b"first");
+        assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
+        let written = disk.write_temp(chunks(&[b"new"]), |_| {}).await.ok().unwrap();
+        disk.commit("b", meta("other", 3), written.file, absent).await.unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let disk = Disk::open(&root, "b").unwrap();
+        for d in [root.clone(), root.join("b"), root.join(".tmp"), root.join(".uploads")] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        let written = disk.write_temp(chunks(&[b"x"]), |_| {}).await.ok().unwrap();
+        assert_eq!(mode(written.file.path()), 0o600, "temporary file");
+        let stored = disk.commit("b", meta("k", 1), written.file, any).await.unwrap();
+        let blob = disk.blob_path("b", &stored);
+        assert_eq!(mode(&blob), 0o600, "blob");
+        assert_eq!(mode(&disk.meta_path("b", "k").0), 0o600, "metadata");
+        assert_eq!(mode(blob.parent().unwrap()), 0o700, "shard directory");
+        disk.seal("b", "k").await.unwrap();
+        assert_eq!(mode(&disk.meta_path("b", "k").0), 0o600, "sealed metadata");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use url::Url;
 
-use super::disk::Disk;
+use super::disk::{Disk, ObjectMeta};
 use crate::storage::{ListPage, ListedObject, ObjectInfo, ObjectStore, PutRequest, S3Store, StoreError};
 
 /// Keys per listing page, as S3's default.
@@ -19,6 +19,10 @@ pub struct LocalObjects {
     pub(super) bucket: String,
     /// Signs the URLs handed to browsers.
     pub(super) signer: S3Store,
+}
+
+fn info(m: ObjectMeta) -> ObjectInfo {
+    ObjectInfo { size: m.size, content_type: m.content_type, etag: Some(m.etag) }
 }
 
 fn io_error(e: std::io::Error) -> StoreError {
@@ -41,7 +45,15 @@ impl ObjectStore for LocalObjects {
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         let meta = self.disk.meta(&self.bucket, key).await.map_err(io_error)?;
-        Ok(meta.map(|m| ObjectInfo { size: m.size, content_type: m.content_type, etag: Some(m.etag) }))
+        Ok(meta.map(info))
+    }
+
+    /// Marks the object sealed (atomically, under the key's lock): from now on the store's S3
+    /// endpoint refuses any PutObject or CompleteMultipartUpload to this key; deleting it
+    /// still works.
+    async fn seal(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        let meta = self.disk.seal(&self.bucket, key).await.map_err(io_error)?;
+        Ok(meta.map(info))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -3,18 +3,27 @@
 //! `s3s` speaks the S3 protocol and verifies SigV4 (headers, presigned URLs, streaming
 //! chunks); [`backend::Backend`] keeps the objects on disk; a CORS layer in front answers
 //! browsers' preflights.
+//!
+//! Facing hostile traffic: every request body gives up after an idle period
+//! ([`crate::idle_body`]); every answer carries `X-Content-Type-Options: nosniff` and a sandboxing
+//! `Content-Security-Policy`, and active content is served as an attachment (`s3_api.rs`);
+//! confirmed objects are sealed against overwrites (`disk.rs`); refused requests are not
+//! logged as errors ([`quiet_log`]).
 
 mod backend;
 mod disk;
 mod local;
 mod multipart;
+mod quiet_log;
 mod s3_api;
 
 pub use local::LocalObjects;
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -22,12 +31,30 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::SimpleAuth;
+use s3s::dto::{GetObjectInput, HeadObjectInput};
 use s3s::service::{S3Service, S3ServiceBuilder};
-use s3s::{S3Result, s3_error};
+use s3s::{S3Request, S3Result, s3_error};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Dispatch;
+use tracing::instrument::WithSubscriber;
 
 use crate::config::Secret;
 use crate::storage::S3Store;
+
+/// Clears the `response-*` overrides of an anonymous GetObject or HeadObject request.
+macro_rules! drop_unsigned_overrides {
+    ($req:expr) => {
+        if $req.credentials.is_none() {
+            let input = &mut $req.input;
+            input.response_cache_control = None;
+            input.response_content_disposition = None;
+            input.response_content_encoding = None;
+            input.response_content_language = None;
+            input.response_content_type = None;
+            input.response_expires = None;
+        }
+    };
+}
 
 /// Who may do what: signed requests may do anything, anonymous ones only read a public bucket.
 struct Access {
@@ -44,6 +71,19 @@ impl S3Access for Access {
             Err(s3_error!(AccessDenied, "Signature is required"))
         }
     }
+
+    /// `response-*` overrides are for signed requests only (as on S3): `s3s` applies them to
+    /// the answer itself, so an anonymous reader of a public bucket could otherwise have any
+    /// object served as `text/html`, inline.
+    async fn get_object(&self, req: &mut S3Request<GetObjectInput>) -> S3Result<()> {
+        drop_unsigned_overrides!(req);
+        Ok(())
+    }
+
+    async fn head_object(&self, req: &mut S3Request<HeadObjectInput>) -> S3Result<()> {
+        drop_unsigned_overrides!(req);
+        Ok(())
+    }
 }
 
 /// Settings of one embedded store.
@@ -53,6 +93,9 @@ pub struct StoreOptions<'a> {
     pub access_key_id: &'a str,
     pub secret_access_key: &'a Secret,
     pub public_read: bool,
+    /// How long a request body may send nothing before the request is abandoned
+    /// (`FERRY_BODY_IDLE_TIMEOUT`).
+    pub body_idle_timeout: Duration,
 }
 
 /// An embedded store opened on its directory: Ferry's in-process view of it
@@ -61,6 +104,7 @@ pub struct EmbeddedStore {
     disk: Arc<disk::Disk>,
     bucket: String,
     service: S3Service,
+    body_idle_timeout: Duration,
 }
 
 impl EmbeddedStore {
@@ -70,7 +114,12 @@ impl EmbeddedStore {
         let mut builder = S3ServiceBuilder::new(backend::Backend { disk: disk.clone() });
         builder.set_auth(SimpleAuth::from_single(opts.access_key_id, opts.secret_access_key.expose()));
         builder.set_access(Access { public_read: opts.public_read });
-        Ok(Self { disk, bucket: opts.bucket.to_owned(), service: builder.build() })
+        Ok(Self {
+            disk,
+            bucket: opts.bucket.to_owned(),
+            service: builder.build(),
+            body_idle_timeout: opts.body_idle_timeout,
+        })
     }
 
     /// The store as Ferry itself uses it: same disk, no HTTP; `signer` signs browsers' URLs.
@@ -79,11 +128,16 @@ impl EmbeddedStore {
     }
 
     /// The store's S3 endpoint (serve it with `axum::serve`), with CORS for `cors_origins`.
+    /// Logs go to the subscriber in place when this is called (see [`quiet_log`]).
     pub fn router(&self, cors_origins: &[String]) -> Router {
         let service = self.service.clone();
+        let idle = self.body_idle_timeout;
+        let logs = quiet_log::QuietS3s::around_current();
         let handler = tower::service_fn(move |req: axum::extract::Request| {
             let service = service.clone();
-            async move { Ok::<_, Infallible>(call(&service, req).await) }
+            let logs = logs.clone();
+            let req = req.map(|body| Body::new(crate::idle_body::IdleBody::new(body, idle)));
+            async move { Ok::<_, Infallible>(call(&service, &logs, req).await) }
         });
         Router::new().fallback_service(handler).layer(cors(cors_origins))
     }
@@ -94,14 +148,60 @@ pub fn router(opts: &StoreOptions<'_>, cors_origins: &[String]) -> std::io::Resu
     Ok(EmbeddedStore::open(opts)?.router(cors_origins))
 }
 
-async fn call(service: &S3Service, req: axum::extract::Request) -> Response {
-    match service.call(req.map(s3s::Body::http_body_unsync)).await {
-        Ok(resp) => resp.map(Body::new),
-        Err(err) => {
+/// Lets `s3s` answer, logging its refusals at debug and its failures at error, and adds the
+/// headers every answer of the store carries.
+async fn call(service: &S3Service, logs: &Dispatch, req: axum::extract::Request) -> Response {
+    let method = req.method().clone();
+    let answer = quiet_log::NOTE
+        .scope(RefCell::new(None), async {
+            let answer = service.call(req.map(s3s::Body::http_body_unsync)).with_subscriber(logs.clone()).await;
+            (answer, quiet_log::NOTE.with(RefCell::take))
+        })
+        .await;
+    let mut response = match answer {
+        (Ok(response), note) => {
+            log_answer(&method, response.status(), note.as_deref());
+            response.map(Body::new)
+        }
+        (Err(err), _) => {
+            // `s3s` answers every S3 error itself; an `Err` means it could not even do that.
             tracing::error!(error = ?err, "embedded store failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
+    };
+    secure_headers(response.headers_mut());
+    response
+}
+
+/// How loud an answer is: a client's mistake (4xx: a missing or wrong signature, an expired
+/// URL, a refused overwrite) is at most debug; the store's own failure (5xx) is an error.
+fn answer_level(status: StatusCode) -> Option<tracing::Level> {
+    if status.is_server_error() {
+        Some(tracing::Level::ERROR)
+    } else if status.is_client_error() {
+        Some(tracing::Level::DEBUG)
+    } else {
+        None
     }
+}
+
+fn log_answer(method: &Method, status: StatusCode, note: Option<&str>) {
+    match answer_level(status) {
+        Some(tracing::Level::ERROR) => {
+            tracing::error!(%method, status = status.as_u16(), detail = note, "embedded store failed a request");
+        }
+        Some(_) => {
+            tracing::debug!(%method, status = status.as_u16(), detail = note, "embedded store refused a request");
+        }
+        None => {}
+    }
+}
+
+/// Headers on every answer: browsers must not guess a type (`nosniff`), and whatever the
+/// store serves runs in a sandbox with nothing allowed, should a browser render it anyway.
+fn secure_headers(headers: &mut http::HeaderMap) {
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -112,4 +212,116 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_headers([header::CONTENT_TYPE, header::RANGE, HeaderName::from_static("content-md5")])
         .expose_headers([header::ETAG, header::CONTENT_LENGTH])
         .max_age(std::time::Duration::from_secs(3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use rusty_s3::S3Action;
+    use tower::ServiceExt;
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Every event logged, as (level, target, text).
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<(Level, String, String)>>>);
+
+    struct Text(String);
+
+    impl tracing::field::Visit for Text {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
+        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            let meta = event.metadata();
+            self.0.lock().unwrap().push((*meta.level(), meta.target().to_owned(), text.0));
+        }
+    }
+
+    impl Captured {
+        fn at_least(&self, level: Level) -> Vec<(Level, String, String)> {
+            self.0.lock().unwrap().iter().filter(|(l, _, _)| *l <= level).cloned().collect()
+        }
+        fn any(&self, level: Level, needle: &str) -> bool {
+            self.0.lock().unwrap().iter().any(|(l, _, text)| *l == level && text.contains(needle))
+        }
+    }
+
+    const ENDPOINT: &str = "http://store.test";
+
+    fn open(root: &Path) -> EmbeddedStore {
+        EmbeddedStore::open(&StoreOptions {
+            root,
+            bucket: "bkt",
+            access_key_id: "key",
+            secret_access_key: &Secret::new("secret"),
+            public_read: false,
+            body_idle_timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
+    fn signed_put(key: &str, secret: &str) -> http::Request<Body> {
+        let bucket =
+            rusty_s3::Bucket::new(ENDPOINT.parse().unwrap(), rusty_s3::UrlStyle::Path, "bkt", "us-east-1").unwrap();
+        let creds = rusty_s3::Credentials::new("key", secret);
+        let url = bucket.put_object(Some(&creds), key).sign(Duration::from_secs(60));
+        put(&format!("{}?{}", url.path(), url.query().unwrap()))
+    }
+
+    fn put(path_and_query: &str) -> http::Request<Body> {
+        http::Request::put(path_and_query)
+            .header(header::HOST, "store.test")
+            .header(header::CONTENT_LENGTH, "5")
+            .body(Body::from("hello"))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn refused_requests_are_not_logged_as_errors_but_failures_are() {
+        let captured = Captured::default();
+        let _logs = tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let router = open(dir.path()).router(&[]);
+
+        let unsigned = router.clone().oneshot(put("/bkt/k")).await.unwrap();
+        assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+        assert_eq!(unsigned.headers()["x-content-type-options"], "nosniff");
+        assert!(unsigned.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
+        let wrong_secret = router.clone().oneshot(signed_put("k", "not the secret")).await.unwrap();
+        assert_eq!(wrong_secret.status(), StatusCode::FORBIDDEN);
+        let malformed = router.clone().oneshot(put("/bkt/k?uploadId=nope&partNumber=0")).await.unwrap();
+        assert!(malformed.status().is_client_error());
+        assert_eq!(captured.at_least(Level::WARN), vec![], "no error or warning for clients' mistakes");
+        assert!(captured.any(Level::DEBUG, "AccessDenied"), "the refusal is at debug, with its reason");
+        assert!(captured.any(Level::DEBUG, "SignatureDoesNotMatch"));
+
+        let stored = router.clone().oneshot(signed_put("k", "secret")).await.unwrap();
+        assert_eq!(stored.status(), StatusCode::OK);
+
+        // The store's own failure (its temporary directory vanished) is still an error.
+        std::fs::remove_dir_all(dir.path().join(".tmp")).unwrap();
+        let failed = router.oneshot(signed_put("k2", "secret")).await.unwrap();
+        assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let errors = captured.at_least(Level::ERROR);
+        assert!(errors.iter().any(|(_, target, _)| target.starts_with("ferry")), "{errors:?}");
+    }
+
+    #[test]
+    fn client_errors_log_at_debug_and_server_errors_at_error() {
+        assert_eq!(answer_level(StatusCode::FORBIDDEN), Some(Level::DEBUG));
+        assert_eq!(answer_level(StatusCode::PRECONDITION_FAILED), Some(Level::DEBUG));
+        assert_eq!(answer_level(StatusCode::BAD_REQUEST), Some(Level::DEBUG));
+        assert_eq!(answer_level(StatusCode::INTERNAL_SERVER_ERROR), Some(Level::ERROR));
+        assert_eq!(answer_level(StatusCode::OK), None);
+    }
 }

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use super::backend::{Backend, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, internal, write_failed};
-use super::disk::ObjectMeta;
+use super::backend::{
+    Backend, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, commit_failed, internal, write_failed,
+};
+use super::disk::{ObjectMeta, create_private_dir_all, write_private};
 
 #[derive(Serialize, Deserialize)]
 struct Upload {
@@ -38,23 +40,28 @@ fn part_name(number: i32) -> String {
     format!("part-{number:05}")
 }
 
+/// Starts an upload; `keep_disposition`: whether the request's signature covers its
+/// `Content-Disposition` (an unsigned one is dropped, as on PutObject).
 pub async fn create(
     backend: &Backend,
     input: CreateMultipartUploadInput,
+    keep_disposition: bool,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     backend.bucket(&input.bucket)?;
     check_key(&input.key)?;
+    // No upload can ever complete onto a sealed key: refuse it from the start.
+    backend.check_writable(&input.bucket, &input.key, &Conditions::default()).await?;
     let upload_id = Uuid::new_v4().simple().to_string();
     let dir = backend.disk.upload_dir(&upload_id).expect("a fresh UUID is a valid upload id");
-    tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
+    create_private_dir_all(&dir).await.map_err(internal)?;
     let upload = Upload {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         content_type: input.content_type,
-        content_disposition: input.content_disposition,
+        content_disposition: input.content_disposition.filter(|_| keep_disposition),
     };
     let json = serde_json::to_vec(&upload).map_err(internal)?;
-    tokio::fs::write(dir.join("upload.json"), json).await.map_err(internal)?;
+    write_private(&dir.join("upload.json"), &json).await.map_err(internal)?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -79,7 +86,7 @@ pub async fn upload_part(backend: &Backend, input: UploadPartInput) -> S3Result<
     let etag = hex::encode(written.md5);
     let name = part_name(input.part_number);
     // The ETag sidecar is written first: a part file never exists without its digest.
-    tokio::fs::write(dir.join(format!("{name}.etag")), &etag).await.map_err(internal)?;
+    write_private(&dir.join(format!("{name}.etag")), etag.as_bytes()).await.map_err(internal)?;
     tokio::fs::rename(written.file.path(), dir.join(&name)).await.map_err(internal)?;
     Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
 }
@@ -89,6 +96,8 @@ pub async fn complete(
     input: CompleteMultipartUploadInput,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
+    let conditions = Conditions { if_match: input.if_match.clone(), if_none_match: input.if_none_match.clone() };
+    backend.check_writable(&input.bucket, &input.key, &conditions).await?;
     let parts = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
     if parts.is_empty() {
         return Err(s3_error!(InvalidPart, "at least one part is required"));
@@ -134,8 +143,13 @@ pub async fn complete(
         content_disposition: upload.content_disposition,
         last_modified: chrono::Utc::now(),
         blob: String::new(),
+        sealed: false,
     };
-    let meta = backend.disk.commit(&input.bucket, meta, written.file).await.map_err(internal)?;
+    let meta = backend
+        .disk
+        .commit(&input.bucket, meta, written.file, |current| conditions.check(current))
+        .await
+        .map_err(commit_failed)?;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket),

@@ -48,6 +48,12 @@ impl S3 for Backend {
         if input.content_length.is_some_and(|len| len > MAX_PUT_SIZE) {
             return Err(s3_error!(EntityTooLarge));
         }
+        let conditions = Conditions { if_match: input.if_match.clone(), if_none_match: input.if_none_match.clone() };
+        self.check_writable(&input.bucket, &input.key, &conditions).await?;
+        // A response-shaping header is kept only if the signature covers it: a presigned URL
+        // signs the content type, and an unsigned `Content-Disposition: inline` added by whoever
+        // holds the URL must not be served back later.
+        let keep_disposition = is_signed(&req, "content-disposition");
         let mut req = req;
         let Some(body) = req.input.body.take() else {
             return Err(s3_error!(IncompleteBody));
@@ -65,15 +71,22 @@ impl S3 for Backend {
             size: written.size,
             etag: hex::encode(written.md5),
             content_type: input.content_type,
-            content_disposition: input.content_disposition,
+            content_disposition: input.content_disposition.filter(|_| keep_disposition),
             last_modified: chrono::Utc::now(),
             blob: String::new(),
+            sealed: false,
         };
-        let meta = self.disk.commit(&input.bucket, meta, written.file).await.map_err(internal)?;
+        let meta = self
+            .disk
+            .commit(&input.bucket, meta, written.file, |current| conditions.check(current))
+            .await
+            .map_err(commit_failed)?;
         Ok(S3Response::new(PutObjectOutput { e_tag: Some(ETag::Strong(meta.etag)), ..Default::default() }))
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        // `response-*` overrides count only on signed requests, as on S3.
+        let signed = req.credentials.is_some();
         let input = req.input;
         self.bucket(&input.bucket)?;
         let (meta, mut file) = self
@@ -86,6 +99,10 @@ impl S3 for Backend {
             None => (0, meta.size, None),
             Some(range) => {
                 let r = range.check(meta.size)?;
+                // No byte range of an empty object can be satisfied (RFC 9110 §14.1.1).
+                if r.is_empty() {
+                    return Err(s3_error!(InvalidRange));
+                }
                 let range_text = format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), meta.size);
                 (r.start, r.end - r.start, Some(range_text))
             }
@@ -96,8 +113,14 @@ impl S3 for Backend {
             body: Some(StreamingBlob::wrap(stream.map_err(|e| e))),
             content_length: Some(len as i64),
             content_range,
+            // `s3s` then applies the (signed) `response-*` overrides over these headers: the
+            // type the browser will see decides whether this is active content.
+            content_disposition: served_disposition(
+                input.response_content_type.as_deref().or(meta.content_type.as_deref()),
+                meta.content_disposition,
+                input.response_content_disposition.filter(|_| signed),
+            ),
             content_type: meta.content_type,
-            content_disposition: input.response_content_disposition.or(meta.content_disposition),
             e_tag: Some(ETag::Strong(meta.etag)),
             last_modified: Some(std::time::SystemTime::from(meta.last_modified).into()),
             accept_ranges: Some("bytes".into()),
@@ -108,10 +131,11 @@ impl S3 for Backend {
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let meta = self.meta_or_404(&req.input.bucket, &req.input.key).await?;
+        let requested = req.input.response_content_disposition.filter(|_| req.credentials.is_some());
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(meta.size as i64),
+            content_disposition: served_disposition(meta.content_type.as_deref(), meta.content_disposition, requested),
             content_type: meta.content_type,
-            content_disposition: meta.content_disposition,
             e_tag: Some(ETag::Strong(meta.etag)),
             last_modified: Some(std::time::SystemTime::from(meta.last_modified).into()),
             accept_ranges: Some("bytes".into()),
@@ -164,7 +188,8 @@ impl S3 for Backend {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        super::multipart::create(self, req.input).await
+        let keep_disposition = is_signed(&req, "content-disposition");
+        super::multipart::create(self, req.input, keep_disposition).await
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {

@@ -41,6 +41,13 @@ pub enum UploadError {
     /// The key is already recorded for another user.
     #[error("this object key is already recorded")]
     KeyTaken,
+    /// The key's file was deleted; it is never recorded again.
+    #[error("this upload's file was deleted")]
+    Deleted,
+    /// The object in the bucket is no longer the one that was confirmed (replaced through a store
+    /// that does not keep confirmed objects immutable). Nothing was deleted or changed.
+    #[error("the object under this key changed after it was confirmed")]
+    ObjectChanged,
     #[error(transparent)]
     Database(DbError),
     #[error(transparent)]
@@ -58,6 +65,7 @@ impl From<DbError> for UploadError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::KeyTaken => Self::KeyTaken,
+            DbError::KeyDeleted => Self::Deleted,
             other => Self::Database(other),
         }
     }

@@ -149,16 +149,26 @@ impl Uploads {
             // A repeat of a confirm that succeeded in time still answers with its record.
             return self.files.find_by_key(who, key).await?.ok_or(UploadError::Expired);
         }
-        let object = self.store.head(key).await?.ok_or(UploadError::NotUploaded)?;
-        if self.policy.check_size(object.size).is_err() {
+        // Sealed first (where the store can), so what is checked is what stays.
+        let object = self.store.seal(key).await?.ok_or(UploadError::NotUploaded)?;
+        let content_type = object.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into());
+        let refusal = match (self.policy.check_size(object.size), self.policy.check_type(&content_type)) {
+            (Err(_), _) => Some(UploadError::ObjectTooLarge { limit: self.policy.max_file_size }),
+            (Ok(()), Err(e)) => {
+                tracing::info!(reason = %e, "uploaded object refused");
+                Some(UploadError::ObjectTypeNotAllowed(content_type.clone()))
+            }
+            (Ok(()), Ok(_)) => None,
+        };
+        if let Some(refusal) = refusal {
+            // A refusal never leaves a row without its object: if this key was already recorded
+            // (a repeat confirm after the object was replaced), the object stays.
+            if self.files.find_by_key(who, key).await?.is_some() {
+                tracing::warn!("a confirmed object was replaced in the bucket; leaving it and its row as they are");
+                return Err(UploadError::ObjectChanged);
+            }
             self.store.delete(key).await?;
-            return Err(UploadError::ObjectTooLarge { limit: self.policy.max_file_size });
-        }
-        let content_type = object.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into());
-        if let Err(e) = self.policy.check_type(&content_type) {
-            self.store.delete(key).await?;
-            tracing::info!(reason = %e, "uploaded object refused");
-            return Err(UploadError::ObjectTypeNotAllowed(content_type));
+            return Err(refusal);
         }
         let new = NewFile {
             file_url: self.store.public_url(key).into(),
@@ -169,8 +179,22 @@ impl Uploads {
             object_key: key.to_owned(),
         };
         let (record, recorded) = self.files.record(who, &new).await?;
+        if recorded == Recorded::Existing && !same_object(&record, &new) {
+            tracing::warn!(file_id = record.id, "a confirmed object was replaced in the bucket");
+            return Err(UploadError::ObjectChanged);
+        }
         self.metrics.confirmed(recorded == Recorded::Created);
         tracing::info!(file_id = record.id, size = new.size, "upload confirmed");
         Ok(record)
     }
+}
+
+/// Whether a recorded row still describes the object the store reports (rows without a size or
+/// ETag cannot say otherwise).
+fn same_object(record: &FileRecord, object: &NewFile) -> bool {
+    record.size.is_none_or(|size| size == object.size)
+        && match (&record.etag, &object.etag) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
 }

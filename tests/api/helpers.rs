@@ -43,6 +43,7 @@ pub const UPLOAD_SECRET: &str = "test upload secret";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub store_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     pub http: reqwest::Client,
     pub data_dir: tempfile::TempDir,
     pub backend: Backend,
@@ -87,6 +88,8 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         ("DATABASE_URL".into(), database_url.clone()),
         ("FERRY_SWEEP_INTERVAL".into(), "0".into()),
         ("FERRY_UPLOAD_SECRET".into(), UPLOAD_SECRET.into()),
+        // Tests send many requests from one address; the rate-limit tests turn it back on.
+        ("FERRY_RATE_LIMIT".into(), "0".into()),
     ]);
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
@@ -97,6 +100,7 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     let app = Application::build(cfg, api, Some(store)).await.expect("Ferry starts");
     let addr = app.api_addr();
     let store_addr = app.store_addr();
+    let metrics_addr = app.metrics_addr();
     let core = app.core().clone();
     let server = tokio::spawn(async move {
         app.run_until_stopped(std::future::pending()).await.expect("server runs");
@@ -106,7 +110,7 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    TestApp { addr, store_addr, http, data_dir, backend, database_url, core, _server: server }
+    TestApp { addr, store_addr, metrics_addr, http, data_dir, backend, database_url, core, _server: server }
 }
 
 /// A JSON reply: status and body.
@@ -291,6 +295,7 @@ impl ExternalStore {
             access_key_id: EXTERNAL_KEY_ID,
             secret_access_key: &Secret::new(EXTERNAL_SECRET),
             public_read: false,
+            body_idle_timeout: std::time::Duration::from_secs(30),
         };
         let router = ferry::embedded::router(&options, &[]).unwrap();
         self.task = Some(tokio::spawn(async move {

@@ -5,11 +5,14 @@
 mod helpers;
 
 mod auth;
+mod auth_provider;
 mod bad_input;
 mod embedded_store;
 mod files;
 mod guide;
 mod health;
+mod hostile;
+mod hostile_store;
 mod integrity;
 mod multipart;
 mod page;

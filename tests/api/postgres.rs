@@ -23,7 +23,8 @@ async fn row_level_security_hides_other_users_rows_from_the_runtime_role() {
             "CREATE ROLE {role} LOGIN PASSWORD 'app';
              GRANT SELECT, INSERT, UPDATE, DELETE ON b2_files TO {role};
              GRANT USAGE ON SEQUENCE b2_files_id_seq TO {role};
-             GRANT USAGE ON SCHEMA auth TO {role};"
+             GRANT USAGE ON SCHEMA auth TO {role};
+             GRANT SELECT, INSERT ON b2_deleted_keys TO {role};"
         ))
         .await
         .unwrap();

@@ -9,6 +9,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "file_facts", include_str!("../../../migrations/postgres/0002_file_facts.sql")),
     (3, "row_level_security", include_str!("../../../migrations/postgres/0003_row_level_security.sql")),
     (4, "webhooks", include_str!("../../../migrations/postgres/0004_webhooks.sql")),
+    (5, "deleted_keys", include_str!("../../../migrations/postgres/0005_deleted_keys.sql")),
 ];
 
 /// An arbitrary constant naming Ferry's migration lock.

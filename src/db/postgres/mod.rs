@@ -154,6 +154,26 @@ impl PostgresMetadata {
             )
             .await?;
         let (superuser, bypass, owner): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        // What the runtime role needs, as the README's two-role set-up grants it.
+        let missing: Vec<String> = client
+            .query(
+                "SELECT t || ' (' || p || ')' FROM (VALUES \
+                     ('b2_files', 'SELECT'), ('b2_files', 'INSERT'), ('b2_files', 'UPDATE'), ('b2_files', 'DELETE'), \
+                     ('b2_deleted_keys', 'SELECT'), ('b2_deleted_keys', 'INSERT')) AS needed(t, p) \
+                 WHERE NOT has_table_privilege(current_user, t, p)",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !missing.is_empty() {
+            tracing::error!(
+                missing = %missing.join(", "),
+                "the database role lacks privileges Ferry needs: grant them as the README's two-role set-up shows \
+                 (GRANT SELECT, INSERT, UPDATE, DELETE ON b2_files ...; GRANT SELECT, INSERT ON b2_deleted_keys ...)"
+            );
+        }
         if superuser || bypass {
             tracing::warn!(
                 superuser,
@@ -223,7 +243,9 @@ impl FileRepo for PostgresMetadata {
         let sql = format!(
             "WITH inserted AS ( \
                  INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}) \
+                 SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::int8, $7::text \
+                 WHERE NOT EXISTS (SELECT 1 FROM b2_deleted_keys WHERE object_key = $1) \
+                 ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}) \
              SELECT *, true AS created FROM inserted \
              UNION ALL \
              SELECT {COLUMNS}, false FROM b2_files WHERE object_key = $1 AND NOT EXISTS (SELECT 1 FROM inserted)"
@@ -244,8 +266,13 @@ impl FileRepo for PostgresMetadata {
                 )
                 .await?;
         }
-        // Row-level security hides another user's row: not visible means not ours.
-        let row = rows.first().ok_or(DbError::KeyTaken)?;
+        let Some(row) = rows.first() else {
+            // Neither inserted nor visible: the caller deleted this key's file, or (row-level
+            // security hides another user's row) the key is someone else's.
+            let deleted =
+                self.as_user(who, "SELECT 1 FROM b2_deleted_keys WHERE object_key = $1", &[&file.object_key]).await?;
+            return Err(if deleted.is_empty() { DbError::KeyTaken } else { DbError::KeyDeleted });
+        };
         let record = from_row(row);
         if record.user_id != who.user_id {
             return Err(DbError::KeyTaken);
@@ -277,9 +304,15 @@ impl FileRepo for PostgresMetadata {
     }
 
     async fn mark_deleting(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
+        // One statement: the mark and the key's tombstone commit together.
         let sql = format!(
-            "UPDATE b2_files SET deleting_at = COALESCE(deleting_at, now()) \
-             WHERE b2_files.id = $1::int8 AND user_id = $2 RETURNING {COLUMNS}"
+            "WITH marked AS ( \
+                 UPDATE b2_files SET deleting_at = COALESCE(deleting_at, now()) \
+                 WHERE b2_files.id = $1::int8 AND user_id = $2 RETURNING {COLUMNS}), \
+             remembered AS ( \
+                 INSERT INTO b2_deleted_keys (object_key, user_id) SELECT object_key, user_id FROM marked \
+                 ON CONFLICT (object_key) DO NOTHING) \
+             SELECT * FROM marked"
         );
         Ok(self.as_user(who, &sql, &[&id, &who.user_id]).await?.first().map(from_row))
     }
@@ -316,6 +349,13 @@ impl Maintenance for PostgresMetadata {
         let a = client.execute("DELETE FROM b2_pending_uploads WHERE expires_at < $1", &[&before]).await?;
         let b = client.execute("DELETE FROM b2_webhook_events WHERE handled_at < $1", &[&before]).await?;
         Ok(a + b)
+    }
+
+    async fn prune_deleted_keys(&self, before: DateTime<Utc>) -> Result<u64, DbError> {
+        let rows = self
+            .as_maintenance("WITH gone AS (DELETE FROM b2_deleted_keys WHERE deleted_at < $1 RETURNING 1) SELECT count(*) FROM gone", &[&before])
+            .await?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64)
     }
 }
 

@@ -4,12 +4,16 @@
 //! The server binary and the tests go through here; `ferry sweep` and `ferry migrate` use the
 //! core alone and open no port.
 
+mod serve;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub use serve::{DRAIN_TIMEOUT, ServeLimits};
 
 use crate::api::{self, AppState};
 use crate::config::{Config, StoreConfig, socket_text};
@@ -35,6 +39,9 @@ pub struct Application {
     api_listener: TcpListener,
     api: axum::Router,
     store: Option<(TcpListener, axum::Router)>,
+    /// `/metrics` on its own address (`FERRY_METRICS_ADDR`), when set.
+    metrics: Option<(TcpListener, axum::Router)>,
+    limits: ServeLimits,
 }
 
 /// Binds an address, with a clear error.
@@ -65,6 +72,13 @@ impl Application {
         store_listener: Option<TcpListener>,
     ) -> Result<Self, StartupError> {
         let api_addr = local_addr(&api_listener)?;
+        let open_files = serve::raise_open_file_limit();
+        let listeners = 1 + u64::from(store_listener.is_some());
+        let limits = ServeLimits {
+            max_connections: serve::fit_connections(cfg.limits.max_connections, listeners, open_files),
+            header_timeout: cfg.limits.header_timeout,
+            body_idle_timeout: cfg.limits.body_idle_timeout,
+        };
         let dev_mode = cfg.auth.is_none();
         if dev_mode && !api_addr.ip().is_loopback() && !cfg.server.insecure_dev_auth {
             return Err(StartupError::InsecureDevMode(api_addr.to_string()));
@@ -83,11 +97,20 @@ impl Application {
             StoreConfig::External(_) => None,
         };
         match &cfg.auth {
-            Some(jwt) => tracing::info!(
-                hmac = jwt.secret.is_some(),
-                jwks = jwt.jwks_url.as_ref().map(url::Url::as_str),
-                "authentication: JWT"
-            ),
+            Some(jwt) => {
+                tracing::info!(
+                    hmac = jwt.secret.is_some(),
+                    jwks = jwt.jwks_url.as_ref().map(url::Url::as_str),
+                    "authentication: JWT"
+                );
+                if jwt.jwks_url.is_some() && jwt.audience.is_none() && jwt.issuer.is_none() {
+                    tracing::warn!(
+                        "FERRY_JWKS_URL is set without FERRY_JWT_AUDIENCE or FERRY_JWT_ISSUER: tokens your identity \
+                         provider minted for any other application are accepted too. Set FERRY_JWT_AUDIENCE (best) \
+                         or FERRY_JWT_ISSUER."
+                    );
+                }
+            }
             None => tracing::warn!(
                 "DEV MODE: no identity provider configured; the caller is the X-User-Id header or {DEV_USER}. \
                  Set FERRY_JWT_SECRET or FERRY_JWKS_URL for real authentication."
@@ -100,8 +123,13 @@ impl Application {
             (Some(listener), Some(embedded)) => Some((listener, embedded.router(&origins))),
             _ => None,
         };
-        let state = AppState::new(&core, cfg.page.multipart_threshold);
-        Ok(Self { api: api::router(state, &origins), core, api_listener, store })
+        let state = AppState::new(&core, &cfg);
+        let metrics = match cfg.limits.metrics_addr {
+            Some(addr) => Some((bind(addr.to_string()).await?, api::metrics_router(state.clone()))),
+            None => None,
+        };
+        let api = api::router(state, &origins, metrics.is_none());
+        Ok(Self { api, core, api_listener, store, metrics, limits })
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -112,36 +140,42 @@ impl Application {
         self.store.as_ref().map(|(l, _)| l.local_addr().expect("bound listener"))
     }
 
+    /// Where `/metrics` is served, when it has its own address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(l, _)| l.local_addr().expect("bound listener"))
+    }
+
     /// The core this application serves (tests reach the database and the store through it).
     pub fn core(&self) -> &Arc<Core> {
         &self.core
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests.
+    /// Serves until `shutdown` completes, then drains in-flight requests (for at most
+    /// [`DRAIN_TIMEOUT`]).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let stop = CancellationToken::new();
-        let store_task = self.store.map(|(listener, router)| {
+        let limits = self.limits;
+        let side = |(listener, router): (TcpListener, axum::Router), name: &'static str| {
             let stop = stop.clone();
-            tokio::spawn(
-                async move { axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await },
-            )
-        });
+            tokio::spawn(async move { serve::serve(listener, router, limits, name, stop.cancelled_owned()).await })
+        };
+        let store_task = self.store.map(|s| side(s, "store"));
+        let metrics_task = self.metrics.map(|m| side(m, "metrics"));
         let background = self.core.spawn_background(stop.clone());
         tracing::info!(addr = %self.api_listener.local_addr()?, "Ferry API listening");
         let api_stop = stop.clone();
-        let result = axum::serve(self.api_listener, self.api)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    () = shutdown => {},
-                    () = api_stop.cancelled() => {},
-                }
-            })
-            .await;
+        serve::serve(self.api_listener, self.api, limits, "api", async move {
+            tokio::select! {
+                () = shutdown => {},
+                () = api_stop.cancelled() => {},
+            }
+        })
+        .await;
         stop.cancel();
-        if let Some(task) = store_task {
+        for task in [store_task, metrics_task].into_iter().flatten() {
             let _ = task.await;
         }
         let _ = background.await;
-        result
+        Ok(())
     }
 }
