@@ -3,7 +3,9 @@
 //! Every Ferry key carries its own expiry (see [`crate::upload::ticket`]), so an object whose
 //! key expired more than the confirm grace ago, and that has no row, can never be confirmed:
 //! it is an orphan. Objects whose keys are not Ferry keys are never touched. Several instances
-//! sweeping at once do no harm: every step is idempotent.
+//! sweeping at once would do no harm (every step is idempotent), but only the holder of the
+//! `sweep` lease in the database runs the periodic pass, so N instances do not list the bucket
+//! N times.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,8 @@ use crate::telemetry::error_chain;
 use crate::upload::{TicketSigner, now_unix};
 
 const BATCH: u32 = 500;
+/// The lease that lets one instance at a time run the periodic sweep.
+pub const SWEEP_LEASE: &str = "sweep";
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SweepReport {
@@ -45,6 +49,8 @@ pub struct Sweeper {
     /// How long an upload URL lives.
     upload_url_ttl: Duration,
     cfg: SweepConfig,
+    /// This process, as a lease holder.
+    holder: String,
 }
 
 impl Sweeper {
@@ -54,7 +60,8 @@ impl Sweeper {
         uploads: &UploadConfig,
         cfg: SweepConfig,
     ) -> Self {
-        Self { db, store, confirm_grace: uploads.confirm_grace, upload_url_ttl: uploads.url_ttl, cfg }
+        let holder = uuid::Uuid::new_v4().to_string();
+        Self { db, store, confirm_grace: uploads.confirm_grace, upload_url_ttl: uploads.url_ttl, cfg, holder }
     }
 
     /// One full pass. With `dry_run`, reports what it would do and changes nothing.
@@ -143,6 +150,20 @@ impl Sweeper {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
+            }
+            // One instance at a time: the others find the lease taken and wait for the next turn.
+            let now = now_unix() as i64;
+            let lease = i64::try_from(interval.as_secs().saturating_mul(2)).unwrap_or(i64::MAX).max(60);
+            match self.db.try_lease(SWEEP_LEASE, &self.holder, now, now.saturating_add(lease)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!("sweep: another instance holds the lease");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "sweep: cannot take the lease; will retry");
+                    continue;
+                }
             }
             match self.sweep_once(false).await {
                 Ok(r) if r.orphans.is_empty() && r.finished_deletes.is_empty() => {

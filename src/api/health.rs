@@ -26,6 +26,13 @@ async fn healthz() -> impl IntoResponse {
 
 /// The database and the store both answer.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        let body = json!({
+            "success": false, "status": "shutting-down", "code": "shutting-down",
+            "error": "this instance is shutting down",
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
     let (db, store) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, state.db.health()),
         tokio::time::timeout(CHECK_TIMEOUT, state.store.health()),

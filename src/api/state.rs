@@ -28,6 +28,8 @@ pub struct AppState {
     pub rate_limit: Option<Arc<super::limits::RateLimit>>,
     /// Dev mode only: the `Host` names a request may carry (loopback and configured origins).
     pub dev_hosts: Option<Arc<Vec<String>>>,
+    /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop sending traffic.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the upload page needs to know.
@@ -43,6 +45,7 @@ impl AppState {
     pub fn new(core: &Core, cfg: &Config) -> Self {
         let multipart_threshold = cfg.page.multipart_threshold;
         Self {
+            draining: Arc::default(),
             rate_limit: super::limits::RateLimit::new(cfg.limits.rate_per_second, cfg.limits.rate_burst).map(Arc::new),
             dev_hosts: (core.auth.is_dev() && !cfg.server.insecure_dev_auth)
                 .then(|| Arc::new(super::limits::dev_hosts(&cfg.server.cors_origins))),

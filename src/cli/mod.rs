@@ -214,8 +214,20 @@ async fn run_with_config(command: Command, cfg: Config) -> Result<(), CliError> 
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
+/// Completes on the first Ctrl-C or SIGTERM; a second one exits at once (status 130), for an
+/// operator who will not wait for in-flight requests to drain.
 pub async fn shutdown_signal() {
+    stop_signal().await;
+    tracing::info!("shutting down: no new connections, draining requests in flight (a second signal exits at once)");
+    tokio::spawn(async {
+        stop_signal().await;
+        tracing::warn!("second signal: exiting without waiting for requests in flight");
+        std::process::exit(130);
+    });
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn stop_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -234,5 +246,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down");
 }

@@ -43,3 +43,4 @@ pub const MAX_CONNECTIONS: usize = 4096;
 /// Requests per second per client address on the upload routes (presign, confirm, multipart).
 pub const RATE_PER_SECOND: u32 = 50;
 pub const RATE_BURST: u32 = 200;
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -74,6 +74,8 @@ pub struct LimitsConfig {
     pub rate_burst: u32,
     /// Serve `/metrics` on this address only (not on the API), when set.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// On shutdown, how long requests in flight may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 /// Where objects live.
@@ -120,6 +122,9 @@ pub struct DatabaseConfig {
     pub timeout: Duration,
     /// Longest a statement may run (Postgres).
     pub statement_timeout: Duration,
+    /// Postgres: named statements prepared once per connection; off for poolers in transaction
+    /// mode that do not keep them (PgBouncer before 1.21).
+    pub prepared_statements: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +146,7 @@ impl DatabaseConfig {
             pool_size: defaults::DB_POOL_SIZE,
             timeout: defaults::DB_TIMEOUT,
             statement_timeout: defaults::DB_STATEMENT_TIMEOUT,
+            prepared_statements: true,
         }
     }
 }
@@ -244,6 +250,7 @@ impl Config {
                 max_connections: parse_or(&get, "FERRY_MAX_CONNECTIONS", defaults::MAX_CONNECTIONS)?,
                 rate_per_second: parse_or(&get, "FERRY_RATE_LIMIT", defaults::RATE_PER_SECOND)?,
                 rate_burst: parse_or(&get, "FERRY_RATE_LIMIT_BURST", defaults::RATE_BURST)?,
+                shutdown_grace: seconds_or(&get, "FERRY_SHUTDOWN_GRACE", defaults::SHUTDOWN_GRACE)?,
                 metrics_addr: get("FERRY_METRICS_ADDR")
                     .map(|a| {
                         a.parse().map_err(|e| ConfigError::Invalid {
@@ -262,6 +269,8 @@ impl Config {
                 pool_size: parse_or(&get, "FERRY_DB_POOL_SIZE", defaults::DB_POOL_SIZE)?,
                 timeout: seconds_or(&get, "FERRY_DB_TIMEOUT", defaults::DB_TIMEOUT)?,
                 statement_timeout: seconds_or(&get, "FERRY_DB_STATEMENT_TIMEOUT", defaults::DB_STATEMENT_TIMEOUT)?,
+                prepared_statements: get("FERRY_DB_PREPARED_STATEMENTS").is_none()
+                    || parse_bool(&get, "FERRY_DB_PREPARED_STATEMENTS")?,
             },
             uploads: UploadConfig {
                 url_ttl: seconds_or(&get, "FERRY_UPLOAD_URL_TTL", defaults::UPLOAD_URL_TTL)?,

@@ -101,6 +101,9 @@ pub trait Maintenance: Send + Sync + 'static {
     async fn prune(&self, before: i64) -> Result<u64, DbError>;
     /// Forgets the keys of files deleted before `before` (no confirm window is open for them).
     async fn prune_deleted_keys(&self, before: DateTime<Utc>) -> Result<u64, DbError>;
+    /// Takes or renews the lease `name` for `holder` until `until` (Unix seconds), unless another
+    /// holder's lease is still valid at `now`. Returns whether `holder` has it.
+    async fn try_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, DbError>;
 }
 
 /// The B2 webhook's bookkeeping.

@@ -233,6 +233,22 @@ impl Maintenance for SqliteMetadata {
         Ok(a.rows_affected() + b.rows_affected())
     }
 
+    async fn try_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, DbError> {
+        let taken: Option<String> = sqlx::query_scalar(
+            "INSERT INTO ferry_leases (name, holder, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE ferry_leases.expires_at < ?4 OR ferry_leases.holder = excluded.holder \
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.is_some())
+    }
+
     async fn prune_deleted_keys(&self, before: DateTime<Utc>) -> Result<u64, DbError> {
         let done = sqlx::query("DELETE FROM b2_deleted_keys WHERE deleted_at < ?")
             .bind(before.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use serve::{DRAIN_TIMEOUT, ServeLimits};
+pub use serve::ServeLimits;
 
 use crate::api::{self, AppState};
 use crate::config::{Config, StoreConfig, socket_text};
@@ -42,6 +42,8 @@ pub struct Application {
     /// `/metrics` on its own address (`FERRY_METRICS_ADDR`), when set.
     metrics: Option<(TcpListener, axum::Router)>,
     limits: ServeLimits,
+    /// Set when shutdown begins: `/readyz` then answers 503.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Binds an address, with a clear error.
@@ -78,6 +80,7 @@ impl Application {
             max_connections: serve::fit_connections(cfg.limits.max_connections, listeners, open_files),
             header_timeout: cfg.limits.header_timeout,
             body_idle_timeout: cfg.limits.body_idle_timeout,
+            shutdown_grace: cfg.limits.shutdown_grace,
         };
         let dev_mode = cfg.auth.is_none();
         if dev_mode && !api_addr.ip().is_loopback() && !cfg.server.insecure_dev_auth {
@@ -128,8 +131,9 @@ impl Application {
             Some(addr) => Some((bind(addr.to_string()).await?, api::metrics_router(state.clone()))),
             None => None,
         };
+        let draining = state.draining.clone();
         let api = api::router(state, &origins, metrics.is_none());
-        Ok(Self { api, core, api_listener, store, metrics, limits })
+        Ok(Self { api, core, api_listener, store, metrics, limits, draining })
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -150,32 +154,39 @@ impl Application {
         &self.core
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests (for at most
-    /// [`DRAIN_TIMEOUT`]).
+    /// Serves until `shutdown` completes; then `/readyz` answers 503 on the connections still
+    /// open, new connections are refused, and requests in flight finish (for at most
+    /// `FERRY_SHUTDOWN_GRACE`) before the background jobs stop.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let stop = CancellationToken::new();
+        // Shutdown closes every listener at once; the background jobs stop once the requests
+        // in flight have drained.
+        let stop_accepting = CancellationToken::new();
+        let stop_jobs = CancellationToken::new();
+        let draining = self.draining.clone();
+        let trigger = stop_accepting.clone();
+        let watcher = tokio::spawn(async move {
+            shutdown.await;
+            draining.store(true, std::sync::atomic::Ordering::Release);
+            trigger.cancel();
+        });
         let limits = self.limits;
         let side = |(listener, router): (TcpListener, axum::Router), name: &'static str| {
-            let stop = stop.clone();
+            let stop = stop_accepting.clone();
             tokio::spawn(async move { serve::serve(listener, router, limits, name, stop.cancelled_owned()).await })
         };
         let store_task = self.store.map(|s| side(s, "store"));
         let metrics_task = self.metrics.map(|m| side(m, "metrics"));
-        let background = self.core.spawn_background(stop.clone());
+        let background = self.core.spawn_background(stop_jobs.clone());
         tracing::info!(addr = %self.api_listener.local_addr()?, "Ferry API listening");
-        let api_stop = stop.clone();
-        serve::serve(self.api_listener, self.api, limits, "api", async move {
-            tokio::select! {
-                () = shutdown => {},
-                () = api_stop.cancelled() => {},
-            }
-        })
-        .await;
-        stop.cancel();
+        serve::serve(self.api_listener, self.api, limits, "api", stop_accepting.clone().cancelled_owned()).await;
+        stop_accepting.cancel();
+        watcher.abort();
         for task in [store_task, metrics_task].into_iter().flatten() {
             let _ = task.await;
         }
+        stop_jobs.cancel();
         let _ = background.await;
+        tracing::info!("stopped");
         Ok(())
     }
 }

@@ -11,7 +11,8 @@
 //!   closed after it too);
 //! - cuts off a request body that sends nothing for `FERRY_BODY_IDLE_TIMEOUT`
 //!   ([`IdleBody`], reset on every frame, so slow but moving uploads go on);
-//! - drains in-flight requests on shutdown, for at most [`DRAIN_TIMEOUT`].
+//! - on shutdown stops accepting at once (new connections are refused) and lets the requests in
+//!   flight finish, for at most the grace period (`FERRY_SHUTDOWN_GRACE`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,8 +32,6 @@ use tower::ServiceExt as _;
 
 use crate::idle_body::IdleBody;
 
-/// Longest wait for in-flight requests once shutdown begins.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most one "connection limit reached" warning per this interval, per listener.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// File descriptors kept free for the database pool, the store's files and the log.
@@ -44,6 +43,8 @@ pub struct ServeLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub body_idle_timeout: Duration,
+    /// Longest wait for requests in flight once shutdown begins.
+    pub shutdown_grace: Duration,
 }
 
 /// Raises the soft open-file limit to the hard limit and returns it (or `None` where the
@@ -149,7 +150,7 @@ pub async fn serve(
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+        () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(listener = name, "requests still in flight after the drain timeout were cut off");
         }
     }

@@ -49,7 +49,8 @@ pub struct TestApp {
     pub backend: Backend,
     pub database_url: String,
     pub core: std::sync::Arc<ferry::core::Core>,
-    _server: tokio::task::JoinHandle<()>,
+    /// The server task: it ends when the server has stopped.
+    pub server: tokio::task::JoinHandle<()>,
 }
 
 /// A plain connection to the test cluster (no TLS: it listens on loopback only).
@@ -78,6 +79,15 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Spawns Ferry with extra configuration variables on top of the test defaults.
 pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_until(backend, extra, std::future::pending()).await
+}
+
+/// Spawns Ferry that shuts down when `shutdown` completes.
+pub async fn spawn_app_until(
+    backend: Backend,
+    extra: &[(&str, &str)],
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = match backend {
         Backend::Sqlite => format!("sqlite://{}?mode=rwc", data_dir.path().join("ferry.db").display()),
@@ -103,14 +113,14 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     let metrics_addr = app.metrics_addr();
     let core = app.core().clone();
     let server = tokio::spawn(async move {
-        app.run_until_stopped(std::future::pending()).await.expect("server runs");
+        app.run_until_stopped(shutdown).await.expect("server runs");
     });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    TestApp { addr, store_addr, metrics_addr, http, data_dir, backend, database_url, core, _server: server }
+    TestApp { addr, store_addr, metrics_addr, http, data_dir, backend, database_url, core, server }
 }
 
 /// A JSON reply: status and body.
@@ -245,6 +255,18 @@ impl TestApp {
         action.headers_mut().insert("content-type", content_type.to_owned());
         let url = action.sign(Duration::from_secs(60));
         assert_eq!(self.put(url.as_str(), bytes, content_type).await, StatusCode::OK);
+    }
+
+    /// Writes an object straight into an external store, bypassing Ferry.
+    pub async fn put_external(&self, store: &ExternalStore, key: &str) {
+        use rusty_s3::S3Action;
+        let endpoint = format!("http://{}", store.addr).parse().unwrap();
+        let bucket = rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, "ext", "us-east-1").unwrap();
+        let creds = rusty_s3::Credentials::new(EXTERNAL_KEY_ID, EXTERNAL_SECRET);
+        let mut action = bucket.put_object(Some(&creds), key);
+        action.headers_mut().insert("content-type", "text/plain".to_owned());
+        let url = action.sign(Duration::from_secs(60));
+        assert_eq!(self.put(url.as_str(), b"again".to_vec(), "text/plain").await, StatusCode::OK);
     }
 
     pub async fn object_exists(&self, key: &str) -> bool {

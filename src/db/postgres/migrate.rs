@@ -2,6 +2,7 @@
 //! Ferry instances starting at once migrate exactly once.
 
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 /// (version, name, SQL), in order. Never edit an applied migration: add a new one.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -10,6 +11,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "row_level_security", include_str!("../../../migrations/postgres/0003_row_level_security.sql")),
     (4, "webhooks", include_str!("../../../migrations/postgres/0004_webhooks.sql")),
     (5, "deleted_keys", include_str!("../../../migrations/postgres/0005_deleted_keys.sql")),
+    (6, "leases", include_str!("../../../migrations/postgres/0006_leases.sql")),
 ];
 
 /// An arbitrary constant naming Ferry's migration lock.
@@ -18,7 +20,8 @@ const LOCK_ID: i64 = 0x6665_7272_795f_6d67; // "ferry_mg"
 /// Applies the migrations not applied yet; returns how many ran.
 pub async fn run(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_ID]).await?;
+    // Unnamed statements throughout: they work behind any connection pooler.
+    tx.query_typed("SELECT pg_advisory_xact_lock($1)", &[(&LOCK_ID, Type::INT8)]).await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS ferry_migrations (
              version integer PRIMARY KEY,
@@ -28,14 +31,18 @@ pub async fn run(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
     )
     .await?;
     let applied: Vec<i32> =
-        tx.query("SELECT version FROM ferry_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
+        tx.query_typed("SELECT version FROM ferry_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
     let mut ran = 0;
     for (version, name, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;
         }
         tx.batch_execute(sql).await?;
-        tx.execute("INSERT INTO ferry_migrations (version, name) VALUES ($1, $2)", &[version, name]).await?;
+        tx.query_typed(
+            "INSERT INTO ferry_migrations (version, name) VALUES ($1, $2)",
+            &[(version, Type::INT4), (name, Type::TEXT)],
+        )
+        .await?;
         tracing::info!(version, name, "migration applied");
         ran += 1;
     }

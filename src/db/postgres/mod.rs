@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{DbError, FileRecord, FileRepo, Maintenance, Metadata, NewFile, PendingUpload, Recorded, WebhookLog};
@@ -27,6 +28,17 @@ impl From<tokio_postgres::Error> for DbError {
         // SQLSTATE classes 08 (connection), 53 (resources) and 57 (shutting down, or cancelled by
         // statement_timeout) are the server's way of saying "not now"; no code means no answer.
         let transient = match e.code() {
+            // "prepared statement does not exist" / "already exists": the statement was made on
+            // another server connection, which is what a pooler in transaction mode does.
+            Some(code) if *code == SqlState::INVALID_SQL_STATEMENT_NAME || *code == SqlState::DUPLICATE_PSTATEMENT => {
+                tracing::error!(
+                    code = code.code(),
+                    "a prepared statement was lost between server connections: Ferry is behind a connection pooler \
+                     in transaction mode that does not keep prepared statements (PgBouncer before 1.21, or without \
+                     max_prepared_statements). Set FERRY_DB_PREPARED_STATEMENTS=off"
+                );
+                true
+            }
             Some(code) => ["08", "53", "57"].iter().any(|class| code.code().starts_with(class)),
             None => e.is_closed() || caused_by_io(&e),
         };
@@ -54,6 +66,15 @@ impl From<deadpool_postgres::PoolError> for DbError {
     }
 }
 
+/// A statement parameter with its Postgres type. Statements are sent with their types, so that
+/// with `FERRY_DB_PREPARED_STATEMENTS=off` they can go as unnamed statements in one round trip
+/// (what a pooler in transaction mode without prepared-statement support needs).
+type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+fn values<'a>(params: &[Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|(v, _)| *v).collect()
+}
+
 /// How a pool is sized and how long it waits.
 struct PoolOptions {
     max_connections: u32,
@@ -70,6 +91,9 @@ pub struct PostgresMetadata {
     /// The owning role (`DATABASE_MIGRATION_URL`, else the same as `pool`): migrations, cleanup.
     owner: Pool,
     statement_timeout_ms: String,
+    /// Named statements prepared once per connection (`FERRY_DB_PREPARED_STATEMENTS`, on by
+    /// default); off: unnamed statements, for poolers in transaction mode without support for them.
+    prepared_statements: bool,
     description: String,
 }
 
@@ -135,7 +159,13 @@ impl PostgresMetadata {
             other => other,
         })?;
         drop(client);
-        let db = Self { pool, owner, statement_timeout_ms: cfg.statement_timeout.as_millis().to_string(), description };
+        let db = Self {
+            pool,
+            owner,
+            statement_timeout_ms: cfg.statement_timeout.as_millis().to_string(),
+            prepared_statements: cfg.prepared_statements,
+            description,
+        };
         db.warn_if_rls_is_bypassed().await?;
         Ok(db)
     }
@@ -145,7 +175,7 @@ impl PostgresMetadata {
     async fn warn_if_rls_is_bypassed(&self) -> Result<(), DbError> {
         let client = self.pool.get().await?;
         let row = client
-            .query_one(
+            .query_typed_one(
                 "SELECT r.rolsuper, r.rolbypassrls, \
                         COALESCE((SELECT tableowner = current_user FROM pg_tables \
                                   WHERE tablename = 'b2_files' AND schemaname = current_schema()), false) \
@@ -156,7 +186,7 @@ impl PostgresMetadata {
         let (superuser, bypass, owner): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
         // What the runtime role needs, as the README's two-role set-up grants it.
         let missing: Vec<String> = client
-            .query(
+            .query_typed(
                 "SELECT t || ' (' || p || ')' FROM (VALUES \
                      ('b2_files', 'SELECT'), ('b2_files', 'INSERT'), ('b2_files', 'UPDATE'), ('b2_files', 'DELETE'), \
                      ('b2_deleted_keys', 'SELECT'), ('b2_deleted_keys', 'INSERT')) AS needed(t, p) \
@@ -191,42 +221,88 @@ impl PostgresMetadata {
     }
 
     /// Runs one statement as `who`, in its own transaction, pipelined: `BEGIN`, the caller's
-    /// claims, the statement and `COMMIT` leave together and cost one round trip. Statements are
-    /// prepared once per connection. If the statement fails, the `COMMIT` of the aborted
-    /// transaction rolls it back.
-    async fn as_user(&self, who: &Caller, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+    /// claims, the statement and `COMMIT` leave together and cost one round trip. If the
+    /// statement fails, the `COMMIT` of the aborted transaction rolls it back.
+    async fn as_user(&self, who: &Caller, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
         let claims = serde_json::Value::Object(who.claims.clone()).to_string();
         let client = self.pool.get().await?;
-        self.pipelined(&client, SET_CALLER, &[&claims, &self.statement_timeout_ms], sql, params).await
+        let setup: [Param<'_>; 2] = [(&claims, Type::TEXT), (&self.statement_timeout_ms, Type::TEXT)];
+        self.pipelined(&client, SET_CALLER, &setup, sql, params).await
     }
 
     /// Runs one statement as the owning role, able to see every row (cleanup only).
-    async fn as_maintenance(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+    async fn as_maintenance(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
         let client = self.owner.get().await?;
-        self.pipelined(&client, SET_MAINTENANCE, &[&self.statement_timeout_ms], sql, params).await
+        self.pipelined(&client, SET_MAINTENANCE, &[(&self.statement_timeout_ms, Type::TEXT)], sql, params).await
     }
 
     async fn pipelined(
         &self,
         client: &deadpool_postgres::Object,
         setup_sql: &str,
-        setup_params: &[&(dyn ToSql + Sync)],
+        setup_params: &[Param<'_>],
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[Param<'_>],
     ) -> Result<Vec<Row>, DbError> {
-        let (setup, statement) = tokio::join!(client.prepare_cached(setup_sql), client.prepare_cached(sql));
-        let (setup, statement) = (setup?, statement?);
-        let (begin, set, rows, commit) = tokio::join!(
-            client.batch_execute("BEGIN"),
-            client.query(&setup, setup_params),
-            client.query(&statement, params),
-            client.batch_execute("COMMIT"),
-        );
+        // Each future sends its messages when first polled, in the order `join!` polls them:
+        // `BEGIN`, the claims, the statement, `COMMIT`. So every statement must be ready to send
+        // before the transaction starts (prepared first), or the statements would run outside it,
+        // without the claims (row-level security would then refuse them: fail closed).
+        let (begin, set, rows, commit) = if self.prepared_statements {
+            let (setup, statement) =
+                tokio::join!(self.prepare(client, setup_sql, setup_params), self.prepare(client, sql, params));
+            let (setup, statement) = (setup?, statement?);
+            let (setup_values, statement_values) = (values(setup_params), values(params));
+            tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.query(&setup, &setup_values),
+                client.query(&statement, &statement_values),
+                client.batch_execute("COMMIT"),
+            )
+        } else {
+            tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.query_typed(setup_sql, setup_params),
+                client.query_typed(sql, params),
+                client.batch_execute("COMMIT"),
+            )
+        };
         begin?;
         set?;
         let rows = rows?;
         commit?;
         Ok(rows)
+    }
+
+    async fn prepare(
+        &self,
+        client: &deadpool_postgres::Object,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<tokio_postgres::Statement, DbError> {
+        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+        Ok(client.prepare_typed_cached(sql, &types).await?)
+    }
+
+    /// Runs one statement on its own: prepared once per connection and cached, or, with
+    /// prepared statements off, as an unnamed statement (parse, bind and execute in one batch).
+    async fn run(
+        &self,
+        client: &deadpool_postgres::Object,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>, DbError> {
+        if !self.prepared_statements {
+            return Ok(client.query_typed(sql, params).await?);
+        }
+        let statement = self.prepare(client, sql, params).await?;
+        Ok(client.query(&statement, &values(params)).await?)
+    }
+
+    /// Runs one statement as the owning role, outside any transaction (bookkeeping tables).
+    async fn as_owner(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
+        let client = self.owner.get().await?;
+        self.run(&client, sql, params).await
     }
 }
 
@@ -252,8 +328,15 @@ impl FileRepo for PostgresMetadata {
         );
         let size = i64::try_from(file.size)
             .map_err(|_| DbError::Config(format!("a size of {} bytes does not fit the size column", file.size)))?;
-        let params: [&(dyn ToSql + Sync); 7] =
-            [&file.object_key, &file.file_url, &who.user_id, &file.file_name, &file.content_type, &size, &file.etag];
+        let params: [Param<'_>; 7] = [
+            (&file.object_key, Type::TEXT),
+            (&file.file_url, Type::TEXT),
+            (&who.user_id, Type::TEXT),
+            (&file.file_name, Type::TEXT),
+            (&file.content_type, Type::TEXT),
+            (&size, Type::INT8),
+            (&file.etag, Type::TEXT),
+        ];
         let mut rows = self.as_user(who, &sql, &params).await?;
         if rows.is_empty() {
             // A concurrent confirm committed the row after this statement's snapshot was taken:
@@ -262,15 +345,16 @@ impl FileRepo for PostgresMetadata {
                 .as_user(
                     who,
                     &format!("SELECT {COLUMNS}, false AS created FROM b2_files WHERE object_key = $1"),
-                    &[&file.object_key],
+                    &[(&file.object_key, Type::TEXT)],
                 )
                 .await?;
         }
         let Some(row) = rows.first() else {
             // Neither inserted nor visible: the caller deleted this key's file, or (row-level
             // security hides another user's row) the key is someone else's.
-            let deleted =
-                self.as_user(who, "SELECT 1 FROM b2_deleted_keys WHERE object_key = $1", &[&file.object_key]).await?;
+            let deleted = self
+                .as_user(who, "SELECT 1 FROM b2_deleted_keys WHERE object_key = $1", &[(&file.object_key, Type::TEXT)])
+                .await?;
             return Err(if deleted.is_empty() { DbError::KeyTaken } else { DbError::KeyDeleted });
         };
         let record = from_row(row);
@@ -287,20 +371,22 @@ impl FileRepo for PostgresMetadata {
             "SELECT {COLUMNS} FROM b2_files WHERE user_id = $1 AND deleting_at IS NULL AND b2_files.id < $2::int8 \
              ORDER BY b2_files.id DESC LIMIT $3"
         );
-        let rows = self.as_user(who, &sql, &[&who.user_id, &before.unwrap_or(i64::MAX), &i64::from(limit)]).await?;
+        let (before, limit) = (before.unwrap_or(i64::MAX), i64::from(limit));
+        let rows =
+            self.as_user(who, &sql, &[(&who.user_id, Type::TEXT), (&before, Type::INT8), (&limit, Type::INT8)]).await?;
         Ok(rows.iter().map(from_row).collect())
     }
 
     async fn find_by_key(&self, who: &Caller, key: &str) -> Result<Option<FileRecord>, DbError> {
         let sql = format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = $1 AND user_id = $2");
-        Ok(self.as_user(who, &sql, &[&key, &who.user_id]).await?.first().map(from_row))
+        Ok(self.as_user(who, &sql, &[(&key, Type::TEXT), (&who.user_id, Type::TEXT)]).await?.first().map(from_row))
     }
 
     async fn get(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM b2_files WHERE b2_files.id = $1::int8 AND user_id = $2 AND deleting_at IS NULL"
         );
-        Ok(self.as_user(who, &sql, &[&id, &who.user_id]).await?.first().map(from_row))
+        Ok(self.as_user(who, &sql, &[(&id, Type::INT8), (&who.user_id, Type::TEXT)]).await?.first().map(from_row))
     }
 
     async fn mark_deleting(&self, who: &Caller, id: i64) -> Result<Option<FileRecord>, DbError> {
@@ -314,11 +400,12 @@ impl FileRepo for PostgresMetadata {
                  ON CONFLICT (object_key) DO NOTHING) \
              SELECT * FROM marked"
         );
-        Ok(self.as_user(who, &sql, &[&id, &who.user_id]).await?.first().map(from_row))
+        Ok(self.as_user(who, &sql, &[(&id, Type::INT8), (&who.user_id, Type::TEXT)]).await?.first().map(from_row))
     }
 
     async fn remove(&self, who: &Caller, id: i64) -> Result<(), DbError> {
-        self.as_user(who, "DELETE FROM b2_files WHERE id = $1::int8 AND user_id = $2", &[&id, &who.user_id]).await?;
+        let sql = "DELETE FROM b2_files WHERE id = $1::int8 AND user_id = $2";
+        self.as_user(who, sql, &[(&id, Type::INT8), (&who.user_id, Type::TEXT)]).await?;
         Ok(())
     }
 }
@@ -330,32 +417,52 @@ impl Maintenance for PostgresMetadata {
             "SELECT {COLUMNS} FROM b2_files WHERE deleting_at IS NOT NULL AND deleting_at < $1 \
              ORDER BY b2_files.id LIMIT $2"
         );
-        let rows = self.as_maintenance(&sql, &[&before, &i64::from(limit)]).await?;
+        let limit = i64::from(limit);
+        let rows = self.as_maintenance(&sql, &[(&before, Type::TIMESTAMPTZ), (&limit, Type::INT8)]).await?;
         Ok(rows.iter().map(from_row).collect())
     }
 
     async fn purge(&self, id: i64) -> Result<(), DbError> {
-        self.as_maintenance("DELETE FROM b2_files WHERE id = $1::int8", &[&id]).await?;
+        self.as_maintenance("DELETE FROM b2_files WHERE id = $1::int8", &[(&id, Type::INT8)]).await?;
         Ok(())
     }
 
     async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, DbError> {
-        let rows = self.as_maintenance("SELECT object_key FROM b2_files WHERE object_key = ANY($1)", &[&keys]).await?;
+        let sql = "SELECT object_key FROM b2_files WHERE object_key = ANY($1)";
+        let rows = self.as_maintenance(sql, &[(&keys, Type::TEXT_ARRAY)]).await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn prune(&self, before: i64) -> Result<u64, DbError> {
-        let client = self.owner.get().await?;
-        let a = client.execute("DELETE FROM b2_pending_uploads WHERE expires_at < $1", &[&before]).await?;
-        let b = client.execute("DELETE FROM b2_webhook_events WHERE handled_at < $1", &[&before]).await?;
-        Ok(a + b)
+        let count = |table: &str, column: &str| {
+            format!("WITH gone AS (DELETE FROM {table} WHERE {column} < $1 RETURNING 1) SELECT count(*) FROM gone")
+        };
+        let mut removed = 0;
+        for sql in [count("b2_pending_uploads", "expires_at"), count("b2_webhook_events", "handled_at")] {
+            let rows = self.as_owner(&sql, &[(&before, Type::INT8)]).await?;
+            removed += rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64;
+        }
+        Ok(removed)
     }
 
     async fn prune_deleted_keys(&self, before: DateTime<Utc>) -> Result<u64, DbError> {
         let rows = self
-            .as_maintenance("WITH gone AS (DELETE FROM b2_deleted_keys WHERE deleted_at < $1 RETURNING 1) SELECT count(*) FROM gone", &[&before])
+            .as_maintenance(
+                "WITH gone AS (DELETE FROM b2_deleted_keys WHERE deleted_at < $1 RETURNING 1) SELECT count(*) FROM gone",
+                &[(&before, Type::TIMESTAMPTZ)],
+            )
             .await?;
         Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64)
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, DbError> {
+        let sql = "INSERT INTO ferry_leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE ferry_leases.expires_at < $4 OR ferry_leases.holder = excluded.holder \
+             RETURNING holder";
+        let params: [Param<'_>; 4] =
+            [(&name, Type::TEXT), (&holder, Type::TEXT), (&until, Type::INT8), (&now, Type::INT8)];
+        Ok(!self.as_owner(sql, &params).await?.is_empty())
     }
 }
 
@@ -365,37 +472,29 @@ impl WebhookLog for PostgresMetadata {
         let keys: Vec<&str> = batch.iter().map(|p| p.object_key.as_str()).collect();
         let users: Vec<&str> = batch.iter().map(|p| p.user_id.as_str()).collect();
         let expiries: Vec<i64> = batch.iter().map(|p| p.expires_at).collect();
-        let client = self.owner.get().await?;
         // One statement for the whole batch.
-        client
-            .execute(
-                "INSERT INTO b2_pending_uploads (object_key, user_id, expires_at) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) ON CONFLICT DO NOTHING",
-                &[&keys, &users, &expiries],
-            )
-            .await?;
+        self.as_owner(
+            "INSERT INTO b2_pending_uploads (object_key, user_id, expires_at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) ON CONFLICT DO NOTHING",
+            &[(&keys, Type::TEXT_ARRAY), (&users, Type::TEXT_ARRAY), (&expiries, Type::INT8_ARRAY)],
+        )
+        .await?;
         Ok(())
     }
 
     async fn pending_owner(&self, key: &str) -> Result<Option<String>, DbError> {
-        let client = self.owner.get().await?;
-        let row = client.query_opt("SELECT user_id FROM b2_pending_uploads WHERE object_key = $1", &[&key]).await?;
-        Ok(row.map(|r| r.get(0)))
+        let sql = "SELECT user_id FROM b2_pending_uploads WHERE object_key = $1";
+        Ok(self.as_owner(sql, &[(&key, Type::TEXT)]).await?.first().map(|r| r.get(0)))
     }
 
     async fn event_seen(&self, event_id: &str) -> Result<bool, DbError> {
-        let client = self.owner.get().await?;
-        Ok(client.query_opt("SELECT 1 FROM b2_webhook_events WHERE event_id = $1", &[&event_id]).await?.is_some())
+        let sql = "SELECT 1 FROM b2_webhook_events WHERE event_id = $1";
+        Ok(!self.as_owner(sql, &[(&event_id, Type::TEXT)]).await?.is_empty())
     }
 
     async fn mark_event(&self, event_id: &str, now: i64) -> Result<(), DbError> {
-        let client = self.owner.get().await?;
-        client
-            .execute(
-                "INSERT INTO b2_webhook_events (event_id, handled_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&event_id, &now],
-            )
-            .await?;
+        let sql = "INSERT INTO b2_webhook_events (event_id, handled_at) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        self.as_owner(sql, &[(&event_id, Type::TEXT), (&now, Type::INT8)]).await?;
         Ok(())
     }
 }
@@ -404,7 +503,7 @@ impl WebhookLog for PostgresMetadata {
 impl Metadata for PostgresMetadata {
     async fn health(&self) -> Result<(), DbError> {
         let client = self.pool.get().await?;
-        client.query_one("SELECT 1", &[]).await?;
+        self.run(&client, "SELECT 1", &[]).await?;
         Ok(())
     }
 

@@ -1,0 +1,52 @@
+//! Several instances sharing one database and one bucket behave as one.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{Backend, ExternalStore, TestApp, reply, spawn_app_with_store};
+
+/// Two instances on one Postgres database and one bucket.
+async fn two_instances(store: &ExternalStore) -> (TestApp, TestApp) {
+    let a = spawn_app_with_store(Backend::Postgres, store, &[]).await;
+    let b = spawn_app_with_store(Backend::Postgres, store, &[("DATABASE_URL", a.database_url.as_str())]).await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_presigned_by_one_instance_is_confirmed_listed_and_deleted_by_another() {
+    let store = ExternalStore::start().await;
+    let (a, b) = two_instances(&store).await;
+    let presigned = a.presign("shared.txt", "text/plain").await;
+    assert_eq!(presigned.status, StatusCode::OK);
+    let key = presigned.body["objectKey"].as_str().unwrap();
+    assert_eq!(
+        a.put(presigned.body["presignedUrl"].as_str().unwrap(), b"shared".to_vec(), "text/plain").await,
+        StatusCode::OK
+    );
+    let confirmed = b.confirm(key).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    // A repeat on the first instance finds the same row.
+    let again = a.confirm(key).await;
+    assert_eq!(again.body["file"]["id"], confirmed.body["file"]["id"]);
+    let listed = reply(a.get_as("user_123", "/files").await).await;
+    assert_eq!(listed.body["files"].as_array().unwrap().len(), 1);
+    let id = confirmed.body["file"]["id"].as_i64().unwrap();
+    assert_eq!(a.delete_as("user_123", &format!("/files/{id}")).await.status, StatusCode::OK);
+    // The key stays deleted for the other instance too.
+    b.put_external(&store, key).await;
+    let late = b.confirm(key).await;
+    assert_eq!((late.status, late.code()), (StatusCode::GONE, "upload-deleted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_at_a_time_holds_the_sweep_lease() {
+    let store = ExternalStore::start().await;
+    let (a, b) = two_instances(&store).await;
+    let now = i64::from(crate::helpers::now_unix());
+    let lease = ferry::sweep::SWEEP_LEASE;
+    assert!(a.core.db.try_lease(lease, "instance-a", now, now + 600).await.unwrap());
+    assert!(!b.core.db.try_lease(lease, "instance-b", now, now + 600).await.unwrap(), "two holders at once");
+    assert!(a.core.db.try_lease(lease, "instance-a", now, now + 600).await.unwrap(), "the holder renews");
+    // When the holder stops renewing, the lease expires and another instance takes it over.
+    assert!(b.core.db.try_lease(lease, "instance-b", now + 601, now + 1200).await.unwrap());
+    assert!(!a.core.db.try_lease(lease, "instance-a", now + 602, now + 1200).await.unwrap());
+}
