@@ -158,3 +158,73 @@ fn a_jwks_without_audience_or_issuer_is_warned_about_at_start_up() {
     let _ = child.wait();
     assert!(warned, "no start-up warning about a JWKS without audience or issuer");
 }
+
+/// Starts `ferry serve` on ports picked here; returns the child and the API address.
+fn serve_on_free_ports(dir: &std::path::Path) -> (std::process::Child, String) {
+    let port = |()| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (api, store) = (port(()), port(()));
+    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("serve")
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FERRY_DATA_DIR", dir.join("data"))
+        .env("PORT", api.to_string())
+        .env("FERRY_STORE_PORT", store.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ferry starts");
+    let addr = format!("127.0.0.1:{api}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "ferry did not start listening");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (child, addr)
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+fn wait_for_exit(child: &mut std::process::Child, within: std::time::Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ferry did not exit within {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _) = serve_on_free_ports(dir.path());
+    signal(&child, "TERM");
+    let status = wait_for_exit(&mut child, std::time::Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_second_signal_exits_at_once_without_waiting_for_requests_in_flight() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve_on_free_ports(dir.path());
+    // A request in flight that would hold the drain for its whole grace period (30 s).
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /presign-b2-upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    signal(&child, "TERM");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "the first signal waits for the request in flight");
+    signal(&child, "TERM");
+    let status = wait_for_exit(&mut child, std::time::Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130));
+}

@@ -7,6 +7,7 @@
 //! | 2 | the command line is wrong (printed by the argument parser) |
 //! | 3 | the configuration is invalid (the message names the variable) |
 //! | 4 | Ferry could not start or reach what it needs: a port, the database, the bucket |
+//! | 130 | `ferry serve` got a second SIGTERM or Ctrl-C and exited without draining |
 
 use crate::client::ClientError;
 use crate::config::ConfigError;

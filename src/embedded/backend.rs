@@ -1,10 +1,11 @@
 //! The embedded store's backend and the checks its S3 operations share (see `s3_api.rs` for
 //! the operations, `multipart.rs` for multipart uploads).
 
+use std::io;
 use std::sync::Arc;
 
 use s3s::dto::*;
-use s3s::{S3Error, S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
 use super::disk::{CommitError, Disk, ObjectMeta, WriteError};
 
@@ -24,9 +25,45 @@ pub(super) fn internal(e: impl std::fmt::Display) -> S3Error {
     s3_error!(InternalError)
 }
 
+/// The S3 error code a write answers when the store's disk (or its owner's quota) is full.
+/// Not one of S3's own codes (S3 never runs out of space): named after HTTP's 507, as MinIO
+/// answers 507 for a full drive. SDKs do not retry a 507 on their own.
+pub(super) const DISK_FULL_CODE: &str = "InsufficientStorage";
+
+/// Whether a failed write ran out of space: `ENOSPC` (the file system is full) or `EDQUOT`
+/// (the user's quota is).
+pub(super) fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        || (cfg!(target_os = "linux") && matches!(e.raw_os_error(), Some(28 | 122)))
+}
+
+/// A write that ran out of space: 507 `InsufficientStorage`, logged once at WARN (it is the
+/// operator's to fix, and the store is otherwise fine). Whatever was written went to `.tmp`
+/// and has been removed: no object changed.
+pub(super) fn disk_full(e: &io::Error) -> S3Error {
+    tracing::warn!(
+        error = %e,
+        "embedded store's disk is full: a write was refused (507 InsufficientStorage) and nothing was kept; \
+         free space on the disk of FERRY_DATA_DIR"
+    );
+    super::quiet_log::reported();
+    let mut err = S3Error::with_message(
+        S3ErrorCode::Custom(DISK_FULL_CODE.into()),
+        "the store's disk is full: nothing was stored; retry once space is freed",
+    );
+    err.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+    err
+}
+
+/// An I/O error of the store: a full disk is told apart (see [`disk_full`]); anything else
+/// is a 500 `InternalError`.
+pub(super) fn io_failed(e: io::Error) -> S3Error {
+    if is_disk_full(&e) { disk_full(&e) } else { internal(e) }
+}
+
 pub(super) fn write_failed<E: std::fmt::Display>(e: WriteError<E>) -> S3Error {
     match e {
-        WriteError::Io(e) => internal(e),
+        WriteError::Io(e) => io_failed(e),
         // The client went away or sent a malformed body: nothing was kept.
         WriteError::Body(e) => s3_error!(IncompleteBody, "request body failed: {e}"),
     }
@@ -44,7 +81,7 @@ pub(super) fn sealed() -> S3Error {
 
 pub(super) fn commit_failed(e: CommitError<S3Error>) -> S3Error {
     match e {
-        CommitError::Io(e) => internal(e),
+        CommitError::Io(e) => io_failed(e),
         CommitError::Sealed => sealed(),
         CommitError::Refused(e) => e,
     }
@@ -323,6 +360,32 @@ mod tests {
             blob: String::new(),
             sealed: false,
         }
+    }
+
+    #[test]
+    fn a_full_disk_is_a_507_and_other_io_errors_a_500() {
+        for full in [
+            io::Error::from(io::ErrorKind::StorageFull),
+            io::Error::from(io::ErrorKind::QuotaExceeded),
+            io::Error::from_raw_os_error(28),
+            io::Error::from_raw_os_error(122),
+        ] {
+            assert!(is_disk_full(&full), "{full}");
+            let e = io_failed(full);
+            assert_eq!(e.code().as_str(), DISK_FULL_CODE);
+            assert_eq!(e.status_code(), Some(http::StatusCode::INSUFFICIENT_STORAGE));
+            assert!(e.message().unwrap().contains("disk is full"));
+        }
+        for other in [io::Error::from(io::ErrorKind::PermissionDenied), io::Error::from_raw_os_error(5)] {
+            assert!(!is_disk_full(&other), "{other}");
+            assert_eq!(io_failed(other).code(), &S3ErrorCode::InternalError);
+        }
+        let body_cut: WriteError<&str> = WriteError::Body("cut");
+        assert_eq!(write_failed(body_cut).code(), &S3ErrorCode::IncompleteBody);
+        let full: WriteError<&str> = WriteError::Io(io::Error::from_raw_os_error(28));
+        assert_eq!(write_failed(full).code().as_str(), DISK_FULL_CODE);
+        let full: CommitError<S3Error> = CommitError::Io(io::Error::from(io::ErrorKind::StorageFull));
+        assert_eq!(commit_failed(full).status_code(), Some(http::StatusCode::INSUFFICIENT_STORAGE));
     }
 
     #[test]

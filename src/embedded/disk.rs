@@ -86,6 +86,9 @@ pub struct Disk {
     root: PathBuf,
     /// Serialises commits and deletes of the same key (striped by hash).
     locks: Vec<Mutex<()>>,
+    /// `<root>/.lock`, locked exclusively while this store owns the directory (kept open for
+    /// the store's life; the lock ends with the process, even on SIGKILL).
+    _owner: Option<std::fs::File>,
 }
 
 const LOCK_STRIPES: usize = 64;
@@ -102,9 +105,22 @@ impl Disk {
             // Directories made by an earlier version kept the umask's mode: close them too.
             restrict_dir(&dir)?;
         }
-        remove_stale_temp_files(&tmp);
+        // Sole owner of the directory (no other store has it open, in this process or another):
+        // nothing can be in flight, so every temporary file and every blob that no metadata
+        // names is what a crash left behind (a PUT cut off, a commit killed between the blob's
+        // rename and its metadata's). Otherwise only week-old leftovers are removed.
+        let owner = lock_exclusively(&root.join(".lock"));
+        if owner.is_some() {
+            remove_temp_files(&tmp, std::time::Duration::ZERO);
+            for bucket in list_dirs(root) {
+                remove_unnamed_blobs(&root.join(bucket));
+            }
+        } else {
+            tracing::warn!(dir = %root.display(), "another store has this directory open: keeping its temporary files");
+            remove_temp_files(&tmp, STALE_TEMP);
+        }
         remove_abandoned_multipart_uploads(&uploads);
-        Ok(Self { root: root.to_owned(), locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect() })
+        Ok(Self { root: root.to_owned(), locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(), _owner: owner })
     }
 
     pub fn bucket_exists(&self, bucket: &str) -> bool {
@@ -357,15 +373,65 @@ pub async fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Leftovers of a crash mid-upload are never visible; drop those old enough that no live
 /// upload (of this or another process on the same directory) can still be writing them.
-fn remove_stale_temp_files(tmp: &Path) {
-    const STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How old a temporary file must be before a store that shares its directory removes it.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The directory's lock file, locked exclusively, or `None` if another holder has it.
+fn lock_exclusively(path: &Path) -> Option<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).ok()?;
+    file.try_lock().ok()?;
+    Some(file)
+}
+
+/// Temporary files older than `age` (all of them for zero).
+fn remove_temp_files(tmp: &Path, age: std::time::Duration) {
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return;
     };
     for entry in entries.flatten() {
-        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE));
+        let old = age.is_zero()
+            || entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a > age));
         if old {
             let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Names of the directories in `dir` that are buckets (not `.tmp`, `.uploads`).
+fn list_dirs(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect()
+}
+
+/// Blobs (`<h>.<uuid>`) that their metadata file (`<h>.json`) does not name: a commit killed
+/// between the two renames, or a delete killed between the two removals.
+fn remove_unnamed_blobs(bucket_dir: &Path) {
+    let Ok(shards) = std::fs::read_dir(bucket_dir) else { return };
+    for shard in shards.flatten().filter(|s| s.file_type().is_ok_and(|t| t.is_dir())) {
+        let Ok(files) = std::fs::read_dir(shard.path()) else { continue };
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let Some((hash, suffix)) = name.split_once('.') else { continue };
+            if suffix == "json" {
+                continue;
+            }
+            let named = std::fs::read(shard.path().join(format!("{hash}.json")))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<ObjectMeta>(&bytes).ok())
+                .is_some_and(|meta| meta.blob == name);
+            if !named {
+                tracing::info!(blob = %name, "removing a blob no object names (left by a crash)");
+                let _ = std::fs::remove_file(file.path());
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ mod s3_api;
 
 pub use local::LocalObjects;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
@@ -154,16 +154,20 @@ async fn call(service: &S3Service, logs: &Dispatch, req: axum::extract::Request)
     let method = req.method().clone();
     let answer = quiet_log::NOTE
         .scope(RefCell::new(None), async {
-            let answer = service.call(req.map(s3s::Body::http_body_unsync)).with_subscriber(logs.clone()).await;
-            (answer, quiet_log::NOTE.with(RefCell::take))
+            quiet_log::REPORTED
+                .scope(Cell::new(false), async {
+                    let answer = service.call(req.map(s3s::Body::http_body_unsync)).with_subscriber(logs.clone()).await;
+                    (answer, quiet_log::NOTE.with(RefCell::take), quiet_log::REPORTED.with(Cell::get))
+                })
+                .await
         })
         .await;
     let mut response = match answer {
-        (Ok(response), note) => {
-            log_answer(&method, response.status(), note.as_deref());
+        (Ok(response), note, reported) => {
+            log_answer(&method, response.status(), note.as_deref(), reported);
             response.map(Body::new)
         }
-        (Err(err), _) => {
+        (Err(err), _, _) => {
             // `s3s` answers every S3 error itself; an `Err` means it could not even do that.
             tracing::error!(error = ?err, "embedded store failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
@@ -185,8 +189,13 @@ fn answer_level(status: StatusCode) -> Option<tracing::Level> {
     }
 }
 
-fn log_answer(method: &Method, status: StatusCode, note: Option<&str>) {
+/// `reported`: the store already logged the cause itself (a full disk, at WARN), so the
+/// answer is only noted at debug.
+fn log_answer(method: &Method, status: StatusCode, note: Option<&str>, reported: bool) {
     match answer_level(status) {
+        Some(tracing::Level::ERROR) if reported => {
+            tracing::debug!(%method, status = status.as_u16(), detail = note, "embedded store failed a request");
+        }
         Some(tracing::Level::ERROR) => {
             tracing::error!(%method, status = status.as_u16(), detail = note, "embedded store failed a request");
         }
@@ -314,6 +323,35 @@ mod tests {
         assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let errors = captured.at_least(Level::ERROR);
         assert!(errors.iter().any(|(_, target, _)| target.starts_with("ferry")), "{errors:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_one_warning_and_no_error() {
+        let captured = Captured::default();
+        let _logs = tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
+        let quiet = quiet_log::QuietS3s::around_current();
+        // What a request that hits a full disk logs: the store's warning, then s3s's and
+        // `call`'s reports of the 507.
+        quiet_log::REPORTED
+            .scope(Cell::new(false), async {
+                let e = backend::disk_full(&std::io::Error::from(std::io::ErrorKind::StorageFull));
+                assert_eq!(e.status_code(), Some(StatusCode::INSUFFICIENT_STORAGE));
+                tracing::dispatcher::with_default(&quiet, || tracing::error!(target: "s3s::service", "answered 507"));
+                log_answer(&Method::PUT, StatusCode::INSUFFICIENT_STORAGE, None, quiet_log::REPORTED.with(Cell::get));
+            })
+            .await;
+        let loud = captured.at_least(Level::WARN);
+        assert_eq!(loud.len(), 1, "{loud:?}");
+        assert_eq!(loud[0].0, Level::WARN);
+        assert!(loud[0].2.contains("disk is full"), "{loud:?}");
+        // Any other 5xx is still an error, from both.
+        quiet_log::REPORTED
+            .scope(Cell::new(false), async {
+                tracing::dispatcher::with_default(&quiet, || tracing::error!(target: "s3s::service", "answered 500"));
+                log_answer(&Method::PUT, StatusCode::INTERNAL_SERVER_ERROR, None, quiet_log::REPORTED.with(Cell::get));
+            })
+            .await;
+        assert_eq!(captured.at_least(Level::ERROR).len(), 2);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use super::backend::{
-    Backend, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, commit_failed, internal, write_failed,
+    Backend, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, commit_failed, internal, io_failed,
+    write_failed,
 };
 use super::disk::{ObjectMeta, create_private_dir_all, write_private};
 
@@ -53,7 +54,7 @@ pub async fn create(
     backend.check_writable(&input.bucket, &input.key, &Conditions::default()).await?;
     let upload_id = Uuid::new_v4().simple().to_string();
     let dir = backend.disk.upload_dir(&upload_id).expect("a fresh UUID is a valid upload id");
-    create_private_dir_all(&dir).await.map_err(internal)?;
+    create_private_dir_all(&dir).await.map_err(io_failed)?;
     let upload = Upload {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
@@ -61,7 +62,11 @@ pub async fn create(
         content_disposition: input.content_disposition.filter(|_| keep_disposition),
     };
     let json = serde_json::to_vec(&upload).map_err(internal)?;
-    write_private(&dir.join("upload.json"), &json).await.map_err(internal)?;
+    if let Err(e) = write_private(&dir.join("upload.json"), &json).await {
+        // Nothing half-made is left behind (a full disk may have cut the file short).
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        return Err(io_failed(e));
+    }
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -86,8 +91,13 @@ pub async fn upload_part(backend: &Backend, input: UploadPartInput) -> S3Result<
     let etag = hex::encode(written.md5);
     let name = part_name(input.part_number);
     // The ETag sidecar is written first: a part file never exists without its digest.
-    write_private(&dir.join(format!("{name}.etag")), etag.as_bytes()).await.map_err(internal)?;
-    tokio::fs::rename(written.file.path(), dir.join(&name)).await.map_err(internal)?;
+    let sidecar = dir.join(format!("{name}.etag"));
+    if let Err(e) = write_private(&sidecar, etag.as_bytes()).await {
+        // A short sidecar (the disk filled up) must not pass for a part's digest.
+        let _ = tokio::fs::remove_file(&sidecar).await;
+        return Err(io_failed(e));
+    }
+    tokio::fs::rename(written.file.path(), dir.join(&name)).await.map_err(io_failed)?;
     Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
 }
 

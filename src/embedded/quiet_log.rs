@@ -10,9 +10,10 @@
 //!
 //! Real failures still reach the error log: the store's own I/O failures are logged at ERROR
 //! by `backend::internal`, `s3s::service` logs every 5xx answer at ERROR (it is not filtered),
-//! and `call` logs 5xx answers too.
+//! and `call` logs 5xx answers too. The one exception is a full disk: `backend::disk_full`
+//! logs it once at WARN and marks the request [`REPORTED`], so neither repeats it at ERROR.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 
 use tracing::field::{Field, Visit};
@@ -24,6 +25,22 @@ use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
 tokio::task_local! {
     /// What the last muted event of the request being handled said.
     pub(super) static NOTE: RefCell<Option<String>>;
+    /// Whether the store itself already logged why the request being handled fails (a full
+    /// disk, at WARN): `s3s::service`'s ERROR report of the 5xx is then muted, and `call`
+    /// logs the answer at debug only.
+    pub(super) static REPORTED: Cell<bool>;
+}
+
+/// Notes that the store logged the cause of the current request's failure itself.
+pub(super) fn reported() {
+    let _ = REPORTED.try_with(|r| r.set(true));
+}
+
+fn already_reported(meta: &Metadata<'_>) -> bool {
+    let target = meta.target();
+    (target == "s3s::service" || target.starts_with("s3s::service::"))
+        && *meta.level() == Level::ERROR
+        && REPORTED.try_with(Cell::get).unwrap_or(false)
 }
 
 /// Forwards to `inner`, muting `s3s`'s reports of refused requests.
@@ -99,6 +116,8 @@ impl Subscriber for QuietS3s {
             let mut text = Text(String::new());
             event.record(&mut text);
             let _ = NOTE.try_with(|note| *note.borrow_mut() = Some(text.0));
+        } else if already_reported(event.metadata()) {
+            // The store logged the cause at WARN (`backend::disk_full`): one line is enough.
         } else {
             self.inner.event(event);
         }

@@ -158,8 +158,8 @@ impl Application {
     /// open, new connections are refused, and requests in flight finish (for at most
     /// `FERRY_SHUTDOWN_GRACE`) before the background jobs stop.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        // Shutdown closes every listener at once; the background jobs stop once the requests
-        // in flight have drained.
+        // Shutdown closes the API's (and the metrics') listener at once, the embedded store's
+        // once the API has drained; the background jobs stop last.
         let stop_accepting = CancellationToken::new();
         let stop_jobs = CancellationToken::new();
         let draining = self.draining.clone();
@@ -170,16 +170,20 @@ impl Application {
             trigger.cancel();
         });
         let limits = self.limits;
-        let side = |(listener, router): (TcpListener, axum::Router), name: &'static str| {
-            let stop = stop_accepting.clone();
+        let side = |(listener, router): (TcpListener, axum::Router), name: &'static str, stop: &CancellationToken| {
+            let stop = stop.clone();
             tokio::spawn(async move { serve::serve(listener, router, limits, name, stop.cancelled_owned()).await })
         };
-        let store_task = self.store.map(|s| side(s, "store"));
-        let metrics_task = self.metrics.map(|m| side(m, "metrics"));
+        // The embedded store closes only once the API has drained: requests in flight may still
+        // call it (a multipart completion joins its parts there).
+        let stop_store = CancellationToken::new();
+        let store_task = self.store.map(|s| side(s, "store", &stop_store));
+        let metrics_task = self.metrics.map(|m| side(m, "metrics", &stop_accepting));
         let background = self.core.spawn_background(stop_jobs.clone());
         tracing::info!(addr = %self.api_listener.local_addr()?, "Ferry API listening");
         serve::serve(self.api_listener, self.api, limits, "api", stop_accepting.clone().cancelled_owned()).await;
         stop_accepting.cancel();
+        stop_store.cancel();
         watcher.abort();
         for task in [store_task, metrics_task].into_iter().flatten() {
             let _ = task.await;

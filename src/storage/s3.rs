@@ -202,9 +202,17 @@ impl ObjectStore for S3Store {
             self.http.post(url).body(action.body()).send().await.map_err(|e| StoreError::Unavailable(describe(&e)))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        if !status.is_success() {
+            // 5xx (a full disk on the embedded store, an outage): worth a retry; 4xx: refused.
+            return Err(refused_or_unavailable(status, "CompleteMultipartUpload"));
+        }
         // S3 may answer 200 and still report an error in the body.
-        if !status.is_success() || body.contains("<Error>") {
-            return Err(StoreError::Refused(format!("CompleteMultipartUpload answered {status}")));
+        if body.contains("<Error>") {
+            let transient = ["InternalError", "SlowDown", "ServiceUnavailable"]
+                .iter()
+                .any(|code| body.contains(&format!("<Code>{code}</Code>")));
+            let what = format!("CompleteMultipartUpload answered {status} with an error");
+            return Err(if transient { StoreError::Unavailable(what) } else { StoreError::Refused(what) });
         }
         Ok(())
     }

@@ -96,11 +96,19 @@ impl Uploads {
             return Err(UploadError::InvalidParts("parts must be numbered 1, 2, 3... with none missing".into()));
         }
         let etags: Vec<String> = parts.into_iter().map(|(_, etag)| etag.trim_matches('"').to_owned()).collect();
-        self.store.complete_multipart(key, upload_id, &etags).await.map_err(|e| match e {
+        match self.store.complete_multipart(key, upload_id, &etags).await {
+            Ok(()) => {}
+            // A retry whose first attempt the store finished (the answer was lost: a crash, a
+            // dropped connection): the upload is gone and the object is there. Confirm it.
+            Err(StoreError::Refused(_)) if self.store.head(key).await?.is_some() => {
+                tracing::info!("multipart upload already completed; confirming the object");
+            }
             // The store refused the part list (an ETag it did not issue, a part too small...).
-            StoreError::Refused(_) => UploadError::InvalidParts("the store refused these parts".into()),
-            other => other.into(),
-        })?;
+            Err(StoreError::Refused(_)) => {
+                return Err(UploadError::InvalidParts("the store refused these parts".into()));
+            }
+            Err(other) => return Err(other.into()),
+        }
         self.confirm(who, key).await
     }
 

@@ -196,8 +196,9 @@ async fn the_stores_files_are_owner_only(backend: Backend) {
         let root = app.data_dir.path().join("objects");
         let mut files = 0;
         assert_owner_only(&root, &mut files);
-        // One blob and its metadata, and the pending upload's description, part and ETag.
-        assert_eq!(files, 5);
+        // One blob and its metadata, the pending upload's description, part and ETag, and the
+        // store's directory lock.
+        assert_eq!(files, 6);
     }
 }
 

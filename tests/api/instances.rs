@@ -50,3 +50,46 @@ async fn one_instance_at_a_time_holds_the_sweep_lease() {
     assert!(b.core.db.try_lease(lease, "instance-b", now + 601, now + 1200).await.unwrap());
     assert!(!a.core.db.try_lease(lease, "instance-a", now + 602, now + 1200).await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_b2_event_delivered_to_both_instances_records_one_file() {
+    let secret = "instances-webhook-secret";
+    let store = ExternalStore::start().await;
+    let a = spawn_app_with_store(Backend::Postgres, &store, &[("B2_EVENT_NOTIFICATION_SECRET", secret)]).await;
+    let b = spawn_app_with_store(
+        Backend::Postgres,
+        &store,
+        &[("B2_EVENT_NOTIFICATION_SECRET", secret), ("DATABASE_URL", a.database_url.as_str())],
+    )
+    .await;
+    let presigned = a.presign("evented.txt", "text/plain").await;
+    let key = presigned.body["objectKey"].as_str().unwrap().to_owned();
+    a.put(presigned.body["presignedUrl"].as_str().unwrap(), b"by event".to_vec(), "text/plain").await;
+    // Bounded wait (10 s) for the presigning instance to record whose key it is.
+    for _ in 0..500 {
+        if b.core.db.pending_owner(&key).await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let body = serde_json::json!({ "events": [{
+        "eventId": "evt-shared", "eventType": "b2:ObjectCreated:Upload", "bucketName": "ext", "objectName": key
+    }]})
+    .to_string();
+    let signature = ferry::webhook::sign(&ferry::config::Secret::new(secret), body.as_bytes());
+    let deliver = |app: &TestApp| {
+        app.http
+            .post(app.url("/webhooks/b2"))
+            .header("content-type", "application/json")
+            .header("x-bz-event-notification-signature", signature.clone())
+            .body(body.clone())
+            .send()
+    };
+    let (on_a, on_b) = tokio::join!(deliver(&a), deliver(&b));
+    for answer in [on_a, on_b] {
+        assert_eq!(answer.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(a.row_count().await, 1, "one event, one file, whichever instance handled it");
+    let listed = reply(b.get_as("user_123", "/files").await).await;
+    assert_eq!(listed.body["files"][0]["objectKey"], key.as_str());
+}

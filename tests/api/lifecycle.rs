@@ -6,11 +6,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Backend, now_unix, spawn_app_until, spawn_app_with};
+use crate::helpers::{Backend, now_unix, random_bytes, spawn_app_until, spawn_app_with};
 
 crate::on_both_backends!(
     a_shutdown_lets_an_upload_in_flight_finish_and_refuses_new_connections,
-    the_periodic_cleanup_removes_an_abandoned_upload_by_itself
+    the_periodic_cleanup_removes_an_abandoned_upload_by_itself,
+    a_multipart_completion_in_flight_at_shutdown_is_answered
 );
 
 async fn a_shutdown_lets_an_upload_in_flight_finish_and_refuses_new_connections(backend: Backend) {
@@ -39,6 +40,7 @@ async fn a_shutdown_lets_an_upload_in_flight_finish_and_refuses_new_connections(
     stop.send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(TcpStream::connect(app.addr).await.is_err(), "the API still accepts new connections");
+    // The store closes once the API has drained (nothing was in flight there).
     assert!(TcpStream::connect(app.store_addr.unwrap()).await.is_err(), "the store still accepts new connections");
     // The upload in flight finishes and is answered.
     put.write_all(&body[100_000..]).await.unwrap();
@@ -70,4 +72,58 @@ async fn the_periodic_cleanup_removes_an_abandoned_upload_by_itself(backend: Bac
     }
     assert!(!app.object_exists(&key).await, "the periodic cleanup did not remove the abandoned upload");
     assert!(app.object_exists(kept["objectKey"].as_str().unwrap()).await, "a confirmed upload was removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_503_as_soon_as_shutdown_begins() {
+    use tower::ServiceExt as _;
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let cfg = ferry::config::Config::from_lookup(|_| None).unwrap();
+    let state = ferry::api::AppState::new(&app.core, &cfg);
+    let router = ferry::api::router(state.clone(), &[], true);
+    let ready = |router: axum::Router| async move {
+        let request =
+            http::Request::get("/readyz").header("host", "127.0.0.1").body(axum::body::Body::empty()).unwrap();
+        router.oneshot(request).await.unwrap().status()
+    };
+    assert_eq!(ready(router.clone()).await, http::StatusCode::OK);
+    state.draining.store(true, std::sync::atomic::Ordering::Release);
+    assert_eq!(ready(router).await, http::StatusCode::SERVICE_UNAVAILABLE);
+}
+
+async fn a_multipart_completion_in_flight_at_shutdown_is_answered(backend: Backend) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = spawn_app_until(backend, &[("FERRY_SHUTDOWN_GRACE", "20")], async {
+        let _ = stopped.await;
+    })
+    .await;
+    let bytes = random_bytes(17 * 1024 * 1024 + 5);
+    let start = app
+        .post_json_as(
+            "user_123",
+            "/multipart/start",
+            &serde_json::json!({ "fileName": "big.bin", "contentType": "application/octet-stream", "size": bytes.len() }),
+        )
+        .await;
+    let (key, upload_id) = (start.body["objectKey"].clone(), start.body["uploadId"].clone());
+    let part_size = start.body["partSize"].as_u64().unwrap() as usize;
+    let body = serde_json::json!({ "objectKey": key, "uploadId": upload_id, "partNumbers": [1, 2] });
+    let urls = app.post_json_as("user_123", "/multipart/urls", &body).await;
+    let mut parts = Vec::new();
+    for (i, entry) in urls.body["urls"].as_array().unwrap().iter().enumerate() {
+        let chunk = bytes[i * part_size..((i + 1) * part_size).min(bytes.len())].to_vec();
+        let response = app.http.put(entry["url"].as_str().unwrap()).body(chunk).send().await.unwrap();
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        parts.push(serde_json::json!({ "partNumber": entry["partNumber"], "etag": etag }));
+    }
+    // The completion joins 17 MiB on disk; the shutdown begins while it runs.
+    let complete = serde_json::json!({ "objectKey": key, "uploadId": upload_id, "parts": parts });
+    let request = app.http.post(app.url("/multipart/complete")).header("x-user-id", "user_123").json(&complete).send();
+    let in_flight = tokio::spawn(request);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    stop.send(()).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(20), in_flight).await.unwrap().unwrap().unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::OK, "a completion in flight was cut off by the shutdown");
+    tokio::time::timeout(Duration::from_secs(20), app.server).await.expect("the server stopped").unwrap();
+    assert_eq!(app.core.store.head(key.as_str().unwrap()).await.unwrap().map(|o| o.size), Some(bytes.len() as u64));
 }

@@ -8,6 +8,7 @@ mod auth;
 mod auth_provider;
 mod bad_input;
 mod embedded_store;
+mod faults;
 mod files;
 mod guide;
 mod health;
