@@ -25,19 +25,19 @@ crate::on_both_backends!(
 );
 
 const SECRET: &str = "an HS256 secret of at least thirty-two characters";
-const ISSUER: &str = "https://auth.example";
-const AUDIENCE: &str = "ferry-tests";
+pub(crate) const ISSUER: &str = "https://auth.example";
+pub(crate) const AUDIENCE: &str = "ferry-tests";
 
-fn fixture(name: &str) -> String {
+pub(crate) fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-fn claims(sub: &str) -> Value {
+pub(crate) fn claims(sub: &str) -> Value {
     let now = u64::from(now_unix());
     json!({ "sub": sub, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600 })
 }
 
-fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
+pub(crate) fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     jsonwebtoken::encode(&header, claims, key).unwrap()

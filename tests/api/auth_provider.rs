@@ -5,25 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
 
-use crate::helpers::{Backend, TestApp, now_unix, reply, spawn_app_with};
+use crate::auth::{AUDIENCE, ISSUER, claims, fixture, sign};
+use crate::helpers::{Backend, TestApp, reply, spawn_app_with};
 
 crate::on_both_backends!(
     a_slow_identity_provider_does_not_delay_requests_whose_key_is_known,
     a_fetch_for_a_new_key_is_shared_and_does_not_hold_up_known_keys,
     a_token_without_kid_is_tried_against_each_key_of_its_family
 );
-
-const ISSUER: &str = "https://auth.example";
-const AUDIENCE: &str = "ferry-tests";
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
 
 fn jwk(name: &str) -> Value {
     serde_json::from_str(&fixture(name)).unwrap()
@@ -34,17 +28,6 @@ fn jwk_without_kid(name: &str) -> Value {
     let mut key = jwk(name);
     key.as_object_mut().unwrap().remove("kid");
     key
-}
-
-fn claims(sub: &str) -> Value {
-    let now = u64::from(now_unix());
-    json!({ "sub": sub, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600 })
-}
-
-fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
-    let mut header = Header::new(alg);
-    header.kid = kid.map(str::to_owned);
-    jsonwebtoken::encode(&header, claims, key).unwrap()
 }
 
 fn rsa(pem: &str) -> EncodingKey {
