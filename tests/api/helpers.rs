@@ -192,6 +192,35 @@ impl TestApp {
         confirmed.body["file"].clone()
     }
 
+    /// Starts a multipart upload of `bytes` and PUTs every part through its presigned URL;
+    /// returns the key, the upload id and the parts (`partNumber` and ETag) to complete it with.
+    pub async fn upload_parts(
+        &self,
+        user: &str,
+        file_name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> (Value, Value, Vec<Value>) {
+        let body = json!({ "fileName": file_name, "contentType": content_type, "size": bytes.len() });
+        let start = self.post_json_as(user, "/multipart/start", &body).await;
+        assert_eq!(start.status, StatusCode::OK, "{}", start.body);
+        let part_size = start.body["partSize"].as_u64().unwrap() as usize;
+        let count = start.body["partCount"].as_u64().unwrap();
+        let (key, upload_id) = (start.body["objectKey"].clone(), start.body["uploadId"].clone());
+        let numbers: Vec<u64> = (1..=count).collect();
+        let body = json!({ "objectKey": key, "uploadId": upload_id, "partNumbers": numbers });
+        let urls = self.post_json_as(user, "/multipart/urls", &body).await;
+        let mut parts = Vec::new();
+        for (i, entry) in urls.body["urls"].as_array().unwrap().iter().enumerate() {
+            let chunk = bytes[i * part_size..((i + 1) * part_size).min(bytes.len())].to_vec();
+            let response = self.http.put(entry["url"].as_str().unwrap()).body(chunk).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+            parts.push(json!({ "partNumber": entry["partNumber"], "etag": etag }));
+        }
+        (key, upload_id, parts)
+    }
+
     pub async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).header("x-user-id", user).send().await.unwrap()
     }

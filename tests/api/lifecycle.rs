@@ -98,24 +98,7 @@ async fn a_multipart_completion_in_flight_at_shutdown_is_answered(backend: Backe
     })
     .await;
     let bytes = random_bytes(17 * 1024 * 1024 + 5);
-    let start = app
-        .post_json_as(
-            "user_123",
-            "/multipart/start",
-            &serde_json::json!({ "fileName": "big.bin", "contentType": "application/octet-stream", "size": bytes.len() }),
-        )
-        .await;
-    let (key, upload_id) = (start.body["objectKey"].clone(), start.body["uploadId"].clone());
-    let part_size = start.body["partSize"].as_u64().unwrap() as usize;
-    let body = serde_json::json!({ "objectKey": key, "uploadId": upload_id, "partNumbers": [1, 2] });
-    let urls = app.post_json_as("user_123", "/multipart/urls", &body).await;
-    let mut parts = Vec::new();
-    for (i, entry) in urls.body["urls"].as_array().unwrap().iter().enumerate() {
-        let chunk = bytes[i * part_size..((i + 1) * part_size).min(bytes.len())].to_vec();
-        let response = app.http.put(entry["url"].as_str().unwrap()).body(chunk).send().await.unwrap();
-        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
-        parts.push(serde_json::json!({ "partNumber": entry["partNumber"], "etag": etag }));
-    }
+    let (key, upload_id, parts) = app.upload_parts("user_123", "big.bin", "application/octet-stream", &bytes).await;
     // The completion joins 17 MiB on disk; the shutdown begins while it runs.
     let complete = serde_json::json!({ "objectKey": key, "uploadId": upload_id, "parts": parts });
     let request = app.http.post(app.url("/multipart/complete")).header("x-user-id", "user_123").json(&complete).send();

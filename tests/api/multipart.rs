@@ -17,32 +17,8 @@ const MIB: usize = 1024 * 1024;
 async fn a_multipart_upload_is_joined_verified_and_recorded(backend: Backend) {
     let app = spawn_app(backend).await;
     let bytes = random_bytes(17 * MIB + 5);
-    let start = app
-        .post_json_as(
-            "alice",
-            "/multipart/start",
-            &json!({ "fileName": "movie.mp4", "contentType": "video/mp4", "size": bytes.len() }),
-        )
-        .await;
-    assert_eq!(start.status, StatusCode::OK, "{}", start.body);
-    assert_eq!(start.body["partCount"], 2);
-    let part_size = start.body["partSize"].as_u64().unwrap() as usize;
-    let (key, upload_id) = (start.body["objectKey"].clone(), start.body["uploadId"].clone());
-    let urls = app
-        .post_json_as(
-            "alice",
-            "/multipart/urls",
-            &json!({ "objectKey": key, "uploadId": upload_id, "partNumbers": [1, 2] }),
-        )
-        .await;
-    let mut parts = Vec::new();
-    for (i, entry) in urls.body["urls"].as_array().unwrap().iter().enumerate() {
-        let chunk = bytes[i * part_size..((i + 1) * part_size).min(bytes.len())].to_vec();
-        let response = app.http.put(entry["url"].as_str().unwrap()).body(chunk).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
-        parts.push(json!({ "partNumber": entry["partNumber"], "etag": etag }));
-    }
+    let (key, upload_id, parts) = app.upload_parts("alice", "movie.mp4", "video/mp4", &bytes).await;
+    assert_eq!(parts.len(), 2);
     let done = app
         .post_json_as(
             "alice",
