@@ -46,6 +46,8 @@ pub struct Client {
     pub multipart_threshold: u64,
     /// Parts sent at once.
     pub concurrency: usize,
+    /// Send each file's (or part's) MD5, so the bucket refuses bytes that changed on the way.
+    pub checksums: bool,
 }
 
 /// A content type from the file name's extension (what browsers would send).
@@ -83,6 +85,7 @@ impl Client {
             http,
             multipart_threshold: defaults::MULTIPART_THRESHOLD,
             concurrency: 4,
+            checksums: true,
         })
     }
 
@@ -105,7 +108,39 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected(self.api.clone()))
     }
 
+    /// The MD5 (base64, as `Content-MD5` carries it) of `len` bytes of `path` from `offset`,
+    /// when checksums are on. Hashing reads the bytes once more; it runs off the async threads.
+    async fn md5(&self, path: &Path, offset: u64, len: u64) -> Result<Option<String>, ClientError> {
+        if !self.checksums {
+            return Ok(None);
+        }
+        let owned = path.to_owned();
+        let digest = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 16]> {
+            use md5::Digest as _;
+            use std::io::{Read, Seek};
+            let mut file = std::fs::File::open(&owned)?;
+            file.seek(std::io::SeekFrom::Start(offset))?;
+            let mut hasher = md5::Md5::new();
+            let mut reader = file.take(len);
+            let mut buffer = vec![0; 1024 * 1024];
+            loop {
+                let n = reader.read(&mut buffer)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+            }
+            Ok(hasher.finalize().into())
+        })
+        .await
+        .map_err(|e| ClientError::File { path: path.display().to_string(), source: std::io::Error::other(e) })?
+        .map_err(|source| ClientError::File { path: path.display().to_string(), source })?;
+        use base64::Engine as _;
+        Ok(Some(base64::engine::general_purpose::STANDARD.encode(digest)))
+    }
+
     /// Streams `len` bytes of `path` from `offset` to a presigned URL; returns the ETag.
+    #[allow(clippy::too_many_arguments)]
     async fn put_range(
         &self,
         url: &str,
@@ -113,6 +148,7 @@ impl Client {
         offset: u64,
         len: u64,
         content_type: Option<&str>,
+        content_md5: Option<&str>,
         part: u16,
     ) -> Result<String, ClientError> {
         let file_error = |source| ClientError::File { path: path.display().to_string(), source };
@@ -122,6 +158,9 @@ impl Client {
         let mut request = self.http.put(url).header("content-length", len).body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
+        }
+        if let Some(md5) = content_md5 {
+            request = request.header("content-md5", md5);
         }
         let response = request.send().await.map_err(|_| ClientError::Network("the bucket".into()))?;
         if !response.status().is_success() {
@@ -140,10 +179,16 @@ impl Client {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned();
         let content_type = content_type.unwrap_or_else(|| guess_content_type(path));
         if size <= self.multipart_threshold {
-            let request =
-                PresignRequest { file_name: Some(name), content_type: Some(content_type.to_owned()), size: Some(size) };
+            let md5 = self.md5(path, 0, size).await?;
+            let request = PresignRequest {
+                file_name: Some(name),
+                content_type: Some(content_type.to_owned()),
+                size: Some(size),
+                md5: md5.clone(),
+                sha256: None,
+            };
             let presigned: PresignResponse = self.call("/presign-b2-upload", &request).await?;
-            self.put_range(&presigned.presigned_url, path, 0, size, Some(content_type), 1).await?;
+            self.put_range(&presigned.presigned_url, path, 0, size, Some(content_type), md5.as_deref(), 1).await?;
             let confirm = ConfirmRequest { object_key: Some(presigned.object_key), public_file_url: None };
             let saved: Confirmed = self.call("/save-b2-metadata", &confirm).await?;
             return Ok(saved.file);
@@ -168,19 +213,43 @@ impl Client {
         let count = u16::try_from(size.div_ceil(part_size)).map_err(|_| ClientError::Unexpected(self.api.clone()))?;
         let result = async {
             let mut parts = Vec::with_capacity(usize::from(count));
-            for chunk in (1..=count).collect::<Vec<u16>>().chunks(self.concurrency.max(1) * 8) {
+            let range = |n: u16| {
+                let offset = u64::from(n - 1) * part_size;
+                (offset, part_size.min(size - offset))
+            };
+            // With checksums, each group's parts are hashed first and their URLs signed with
+            // their digests; without, URLs come eight groups at a time.
+            let batch = if self.checksums { self.concurrency.max(1) } else { self.concurrency.max(1) * 8 };
+            for chunk in (1..=count).collect::<Vec<u16>>().chunks(batch) {
+                let md5s = if self.checksums {
+                    let hashes = chunk.iter().map(|&n| {
+                        let (offset, len) = range(n);
+                        self.md5(path, offset, len)
+                    });
+                    let hashes = futures::future::try_join_all(hashes).await?;
+                    Some(hashes.into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>())
+                } else {
+                    None
+                };
                 let request = PartUrlsRequest {
                     object_key: Some(key.clone()),
                     upload_id: Some(upload_id.clone()),
                     part_numbers: Some(chunk.to_vec()),
+                    md5s: md5s.clone(),
                 };
                 let urls: PartUrls = self.call("/multipart/urls", &request).await?;
+                let digest = |n: u16| {
+                    let i = chunk.iter().position(|&c| c == n)?;
+                    md5s.as_ref().map(|m| m[i].clone())
+                };
                 for group in urls.urls.chunks(self.concurrency.max(1)) {
                     let puts = group.iter().map(|part| {
-                        let offset = u64::from(part.part_number - 1) * part_size;
-                        let len = part_size.min(size - offset);
+                        let (offset, len) = range(part.part_number);
+                        let md5 = digest(part.part_number);
                         async move {
-                            let etag = self.put_range(&part.url, path, offset, len, None, part.part_number).await?;
+                            let etag = self
+                                .put_range(&part.url, path, offset, len, None, md5.as_deref(), part.part_number)
+                                .await?;
                             Ok::<_, ClientError>(CompletedPart { part_number: part.part_number, etag })
                         }
                     });

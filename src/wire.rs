@@ -3,6 +3,8 @@
 //! Request fields the server requires are still `Option`s, so that a missing one is answered
 //! with `missing-field` and its name instead of a generic shape error.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,13 @@ pub struct PresignRequest {
     /// Optional exact size: signed into the URL so the store refuses any other length.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// Optional MD5 of the bytes (base64): signed in as `Content-MD5`, so the bucket refuses any
+    /// other bytes; recorded with the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    /// Optional SHA-256 of the bytes (base64), for buckets that take `x-amz-checksum-sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,6 +33,9 @@ pub struct PresignResponse {
     pub presigned_url: String,
     pub object_key: String,
     pub public_file_url: String,
+    /// The headers the PUT must carry, exactly (they are signed into the URL).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `POST /save-b2-metadata`.
@@ -54,6 +66,12 @@ pub struct FileView {
     pub content_type: Option<String>,
     pub size: Option<u64>,
     pub etag: Option<String>,
+    /// The MD5 (base64) the bucket checked the bytes against, when the upload declared one.
+    #[serde(default)]
+    pub md5: Option<String>,
+    /// The SHA-256 (base64) the bucket checked the bytes against, when the upload declared one.
+    #[serde(default)]
+    pub sha256: Option<String>,
     pub upload_timestamp: DateTime<Utc>,
 }
 
@@ -100,6 +118,10 @@ pub struct PartUrlsRequest {
     pub object_key: Option<String>,
     pub upload_id: Option<String>,
     pub part_numbers: Option<Vec<u16>>,
+    /// Optional MD5 (base64) of each part, in the order of `partNumbers`: signed in as
+    /// `Content-MD5`, so the bucket refuses any other bytes for that part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5s: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +159,29 @@ pub struct CompletedPart {
 pub struct MultipartAbortRequest {
     pub object_key: Option<String>,
     pub upload_id: Option<String>,
+}
+
+/// `GET /usage`: what the caller stores, what their unfinished uploads hold, and the limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsageView {
+    pub success: bool,
+    pub files: u64,
+    pub bytes: u64,
+    pub reserved: Amounts,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Amounts {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// `null` is no limit.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Limits {
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
 }
 
 /// `{"success": true}`.

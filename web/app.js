@@ -118,12 +118,12 @@ function progressReporter(row, total) {
   };
 }
 
-/** PUTs `body` to a presigned URL; resolves with the store's ETag. */
-function sendToBucket(url, body, contentType, onProgress, transfer) {
+/** PUTs `body` to a presigned URL with the signed `headers`; resolves with the store's ETag. */
+function sendToBucket(url, body, headers, onProgress, transfer) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("PUT", url);
-    if (contentType) xhr.setRequestHeader("Content-Type", contentType);
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => onProgress(event.loaded);
     xhr.onload = () => {
       transfer.requests.delete(xhr);
@@ -137,13 +137,31 @@ function sendToBucket(url, body, contentType, onProgress, transfer) {
   });
 }
 
-/** One presigned PUT, then the guide's confirm. */
+/** The file's MD5 (base64), hashed by a worker so the page stays responsive. */
+function md5Of(file, row, transfer) {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker("/md5-worker.js");
+    transfer.hashing = worker;
+    const finish = () => { worker.terminate(); transfer.hashing = null; };
+    worker.onmessage = ({ data }) => {
+      if (data.md5) { finish(); resolve(data.md5); }
+      else if (data.error) { finish(); reject(new Error(data.error)); }
+      else row.status.textContent = `Checking… ${Math.floor((data.done / data.total) * 100)}%`;
+    };
+    worker.onerror = (event) => { finish(); reject(new Error(event.message)); };
+    worker.postMessage(file);
+  });
+}
+
+/** One presigned PUT, then the guide's confirm. Files up to the configured size carry their
+ *  MD5, signed into the URL: the bucket refuses bytes that changed on the way. */
 async function uploadWhole(file, contentType, row, transfer) {
+  const md5 = file.size <= session.config.checksumMaxSize ? await md5Of(file, row, transfer) : undefined;
   const presigned = await api("/presign-b2-upload", {
     method: "POST",
-    body: { fileName: file.name, contentType, size: file.size },
+    body: { fileName: file.name, contentType, size: file.size, md5 },
   });
-  await sendToBucket(presigned.presignedUrl, file, contentType, progressReporter(row, file.size), transfer);
+  await sendToBucket(presigned.presignedUrl, file, presigned.headers, progressReporter(row, file.size), transfer);
   row.status.textContent = "Saving…";
   await api("/save-b2-metadata", { method: "POST", body: { objectKey: presigned.objectKey } });
 }
@@ -173,7 +191,7 @@ async function uploadInParts(file, contentType, row, transfer) {
         const blob = file.slice(from, Math.min(from + start.partSize, file.size));
         for (let attempt = 0; ; attempt += 1) {
           try {
-            const etag = await sendToBucket(url, blob, null, (bytes) => {
+            const etag = await sendToBucket(url, blob, {}, (bytes) => {
               sent[partNumber - 1] = bytes;
               report(sent.reduce((a, b) => a + b, 0));
             }, transfer);
@@ -270,7 +288,22 @@ async function remove(file) {
   }
 }
 
+/** What the user stores, against the limits (when there are any). */
+async function refreshUsage() {
+  try {
+    const usage = await api("/usage");
+    const files = usage.limits.files === null ? `${usage.files} files` : `${usage.files} of ${usage.limits.files} files`;
+    const bytes = usage.limits.bytes === null
+      ? humanSize(usage.bytes)
+      : `${humanSize(usage.bytes)} of ${humanSize(usage.limits.bytes)}`;
+    $("usage").textContent = `You store ${files}, ${bytes}.`;
+  } catch (err) {
+    $("usage").textContent = "";
+  }
+}
+
 async function refreshList() {
+  refreshUsage();
   try {
     const { files } = await api("/files?limit=100");
     $("files-error").textContent = "";

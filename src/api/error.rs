@@ -9,7 +9,7 @@ use crate::auth::TokenError;
 use crate::db::DbError;
 use crate::storage::StoreError;
 use crate::telemetry::error_chain;
-use crate::upload::{PolicyError, UploadError};
+use crate::upload::{ChecksumError, PolicyError, UploadError};
 use crate::webhook::WebhookError;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,16 @@ pub enum ApiError {
     /// 400 `file-too-large`.
     #[error("the file is larger than the limit of {limit} bytes")]
     FileTooLarge { limit: u64 },
+    /// 400 `invalid-checksum`: a declared digest is not the base64 of one.
+    #[error("{0}")]
+    InvalidChecksum(String),
+    /// 400 `checksum-unsupported`: the bucket cannot check this kind of digest.
+    #[error("{0}")]
+    ChecksumUnsupported(String),
+    /// 403 `quota-exceeded`: the upload would take the caller past a limit (an uploaded file
+    /// that would was removed).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// 400 `invalid-user-id`.
     #[error("the user id must be 1 to 255 printable characters")]
     InvalidUserId,
@@ -128,11 +138,13 @@ impl ApiError {
             | FileTooLarge { .. }
             | InvalidUserId
             | InvalidQuery(_)
+            | InvalidChecksum(_)
+            | ChecksumUnsupported(_)
             | InvalidParts(_) => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             MissingToken | InvalidToken(_) | InvalidSignature => StatusCode::UNAUTHORIZED,
-            UploadNotIssued | HostNotAllowed => StatusCode::FORBIDDEN,
+            UploadNotIssued | HostNotAllowed | QuotaExceeded(_) => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             UploadExpired | UploadDeleted => StatusCode::GONE,
             UploadNotFound | KeyTaken | ObjectChanged => StatusCode::CONFLICT,
@@ -160,6 +172,9 @@ impl ApiError {
             ContentTypeNotAllowed(_) => "content-type-not-allowed",
             FileTooLarge { .. } => "file-too-large",
             InvalidUserId => "invalid-user-id",
+            InvalidChecksum(_) => "invalid-checksum",
+            ChecksumUnsupported(_) => "checksum-unsupported",
+            QuotaExceeded(_) => "quota-exceeded",
             InvalidQuery(_) => "invalid-query",
             MissingToken => "missing-token",
             InvalidToken(TokenError::Expired) => "token-expired",
@@ -230,6 +245,9 @@ impl From<UploadError> for ApiError {
             U::ObjectTypeNotAllowed(t) => Self::ObjectTypeNotAllowed(t),
             U::InvalidMultipart(message) => Self::InvalidBody(message),
             U::InvalidParts(message) => Self::InvalidParts(message),
+            U::Checksum(e @ ChecksumError::Malformed { .. }) => Self::InvalidChecksum(e.to_string()),
+            U::Checksum(e @ ChecksumError::Unsupported) => Self::ChecksumUnsupported(e.to_string()),
+            e @ (U::QuotaExceeded(_) | U::ObjectOverQuota(_)) => Self::QuotaExceeded(e.to_string()),
             U::FileNotFound => Self::FileNotFound,
             U::KeyTaken => Self::KeyTaken,
             U::Deleted => Self::UploadDeleted,

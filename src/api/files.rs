@@ -1,4 +1,4 @@
-//! The read side: the caller's files, downloads and deletes.
+//! The read side: the caller's files, their usage against the quota, downloads and deletes.
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{ApiError, AppState};
 use crate::db::FileRecord;
 use crate::identity::Caller;
-use crate::wire::{Done, DownloadUrl, FileList, FileView};
+use crate::wire::{Amounts, Done, DownloadUrl, FileList, FileView, Limits, UsageView};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1000;
@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/files", get(list))
         .route("/files/{id}", delete(remove))
         .route("/files/{id}/download", get(download))
+        .route("/usage", get(usage))
 }
 
 /// A file as the API shows it.
@@ -32,6 +33,8 @@ pub fn file_view(r: FileRecord) -> FileView {
         content_type: r.content_type,
         size: r.size,
         etag: r.etag,
+        md5: r.content_md5,
+        sha256: r.checksum_sha256,
         upload_timestamp: r.upload_timestamp,
     }
 }
@@ -81,6 +84,20 @@ async fn list(
     let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id.to_string())).flatten();
     let files: Vec<FileView> = rows.into_iter().map(file_view).collect();
     Ok(Json(FileList { success: true, files, next_cursor }))
+}
+
+/// What the caller stores and holds reserved, against the limits.
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn usage(State(state): State<AppState>, caller: Caller) -> Result<Json<UsageView>, ApiError> {
+    let usage = state.uploads.usage(&caller).await?;
+    let quota = state.uploads.quota();
+    Ok(Json(UsageView {
+        success: true,
+        files: usage.files,
+        bytes: usage.bytes,
+        reserved: Amounts { files: usage.reserved_files, bytes: usage.reserved_bytes },
+        limits: Limits { files: quota.files, bytes: quota.bytes },
+    }))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]

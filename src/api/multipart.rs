@@ -38,13 +38,8 @@ async fn start(
     let file_name = required(req.file_name, "fileName")?;
     let content_type = required(req.content_type, "contentType")?;
     let size = req.size.filter(|s| *s > 0).ok_or(ApiError::MissingField("size"))?;
-    let upload = state
-        .uploads
-        .start_multipart(
-            &caller,
-            &UploadRequest { file_name: &file_name, content_type: &content_type, size: Some(size) },
-        )
-        .await?;
+    let upload =
+        state.uploads.start_multipart(&caller, &UploadRequest::new(&file_name, &content_type, Some(size))).await?;
     Ok(Json(MultipartStarted {
         success: true,
         object_key: upload.object_key,
@@ -64,7 +59,7 @@ async fn urls(
     let key = required(req.object_key, "objectKey")?;
     let upload_id = required(req.upload_id, "uploadId")?;
     let numbers = req.part_numbers.filter(|n| !n.is_empty()).ok_or(ApiError::MissingField("partNumbers"))?;
-    let urls = state.uploads.part_urls(&caller, &key, &upload_id, &numbers)?;
+    let urls = state.uploads.part_urls(&caller, &key, &upload_id, &numbers, req.md5s.as_deref())?;
     let urls = urls.into_iter().map(|(part_number, url)| PartUrl { part_number, url: url.into() }).collect();
     Ok(Json(PartUrls { success: true, urls }))
 }

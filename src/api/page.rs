@@ -1,4 +1,4 @@
-//! The upload page: three files embedded in the binary, and the few facts it needs.
+//! The upload page: four files embedded in the binary, and the few facts it needs.
 
 use axum::Json;
 use axum::Router;
@@ -14,12 +14,14 @@ use crate::identity::DEV_USER;
 const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const STYLE: &str = include_str!("../../web/style.css");
+const MD5_WORKER: &str = include_str!("../../web/md5-worker.js");
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
         .route("/style.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
+        .route("/md5-worker.js", get(|| async { asset(MD5_WORKER, "text/javascript; charset=utf-8") }))
         .route("/page-config", get(page_config))
 }
 
@@ -56,6 +58,7 @@ async fn page_config(State(state): State<AppState>) -> Json<serde_json::Value> {
         "devUser": DEV_USER,
         "maxFileSize": state.uploads.policy().max_file_size,
         "multipartThreshold": state.page.multipart_threshold,
+        "checksumMaxSize": state.page.checksum_max_size,
         "allowedTypes": state.uploads.policy().allowed_patterns(),
     }))
 }

@@ -39,11 +39,12 @@ pub struct PageFacts {
     pub store_origin: String,
     /// The page sends files larger than this in parts.
     pub multipart_threshold: u64,
+    /// The page sends the MD5 of files up to this size.
+    pub checksum_max_size: u64,
 }
 
 impl AppState {
     pub fn new(core: &Core, cfg: &Config) -> Self {
-        let multipart_threshold = cfg.page.multipart_threshold;
         Self {
             draining: Arc::default(),
             rate_limit: super::limits::RateLimit::new(cfg.limits.rate_per_second, cfg.limits.rate_burst).map(Arc::new),
@@ -55,7 +56,11 @@ impl AppState {
             metrics: core.metrics.clone(),
             db: core.db.clone(),
             store: core.store.clone(),
-            page: Arc::new(PageFacts { store_origin: core.store_origin(), multipart_threshold }),
+            page: Arc::new(PageFacts {
+                store_origin: core.store_origin(),
+                multipart_threshold: cfg.page.multipart_threshold,
+                checksum_max_size: cfg.page.checksum_max_size,
+            }),
         }
     }
 }

@@ -22,14 +22,18 @@ async fn presign(
 ) -> Result<Json<PresignResponse>, ApiError> {
     let file_name = required(req.file_name, "fileName")?;
     let content_type = required(req.content_type, "contentType")?;
-    let presigned = state
-        .uploads
-        .presign(&caller, &UploadRequest { file_name: &file_name, content_type: &content_type, size: req.size })?;
+    let request = UploadRequest {
+        md5: req.md5.as_deref(),
+        sha256: req.sha256.as_deref(),
+        ..UploadRequest::new(&file_name, &content_type, req.size)
+    };
+    let presigned = state.uploads.presign(&caller, &request).await?;
     Ok(Json(PresignResponse {
         success: true,
         presigned_url: presigned.url.into(),
         object_key: presigned.object_key,
         public_file_url: presigned.public_url.into(),
+        headers: presigned.headers.into_iter().map(|(name, value)| (name.to_owned(), value)).collect(),
     }))
 }
 

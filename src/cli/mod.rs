@@ -52,6 +52,10 @@ pub enum Command {
         /// Files larger than this many bytes go by multipart.
         #[arg(long, default_value_t = defaults::MULTIPART_THRESHOLD)]
         multipart_threshold: u64,
+        /// Send no MD5 digests (by default each file, or each part, is hashed first and the
+        /// bucket refuses bytes that do not match).
+        #[arg(long)]
+        no_checksum: bool,
     },
     /// Configure the bucket.
     Bucket {
@@ -115,26 +119,25 @@ pub fn init_tracing() {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command.unwrap_or(Command::Serve) {
         // A client command: it needs none of the server's configuration.
-        Command::Upload { files, api, token, user, content_type, multipart_threshold } => {
+        Command::Upload { files, api, token, user, content_type, multipart_threshold, no_checksum } => {
             let identity = match token {
                 Some(token) => crate::client::Identity::Token(token),
                 None => crate::client::Identity::DevUser(user),
             };
-            upload_files(&files, &api, identity, content_type.as_deref(), multipart_threshold).await
+            let mut client = crate::client::Client::new(&api, identity)?;
+            client.multipart_threshold = multipart_threshold;
+            client.checksums = !no_checksum;
+            upload_files(&client, &files, content_type.as_deref()).await
         }
         command => run_with_config(command, Config::from_env()?).await,
     }
 }
 
 async fn upload_files(
+    client: &crate::client::Client,
     files: &[std::path::PathBuf],
-    api: &str,
-    identity: crate::client::Identity,
     content_type: Option<&str>,
-    multipart_threshold: u64,
 ) -> Result<(), CliError> {
-    let mut client = crate::client::Client::new(api, identity)?;
-    client.multipart_threshold = multipart_threshold;
     let mut failed = 0;
     for path in files {
         match client.upload(path, content_type).await {

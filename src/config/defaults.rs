@@ -34,6 +34,9 @@ pub const SWEEP_MARGIN: Duration = Duration::from_secs(300);
 
 /// Files larger than this go by multipart, from the page and from `ferry upload`: 64 MiB.
 pub const MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
+/// The page computes an MD5 digest for files up to this size: 64 MiB (hashing is about
+/// 200 MB/s in a browser; past the multipart threshold the page sends parts without digests).
+pub const PAGE_CHECKSUM_MAX_SIZE: u64 = 64 * 1024 * 1024;
 
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -98,6 +98,9 @@ pub struct S3Config {
     pub region: String,
     pub access_key_id: String,
     pub secret_access_key: Secret,
+    /// Whether the provider takes `x-amz-checksum-*` headers (B2 refuses them): only then is a
+    /// client's SHA-256 signed into its URL.
+    pub checksum_headers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +171,10 @@ pub struct UploadConfig {
     pub ticket_secret: Option<Secret>,
     /// Public bucket: downloads redirect to the public URL instead of a signed one.
     pub public_bucket: bool,
+    /// Per-user limit on stored bytes; `None`: no limit.
+    pub quota_bytes: Option<u64>,
+    /// Per-user limit on stored files; `None`: no limit.
+    pub quota_files: Option<u64>,
 }
 
 /// JWT verification settings.
@@ -204,6 +211,8 @@ pub struct SweepConfig {
 pub struct PageConfig {
     /// The page sends files larger than this in parts (multipart).
     pub multipart_threshold: u64,
+    /// The page computes an MD5 digest (signed into the URL) for files up to this size.
+    pub checksum_max_size: u64,
 }
 
 /// Backblaze B2 event notifications.
@@ -280,6 +289,8 @@ impl Config {
                 allowed_types: list(get("FERRY_ALLOWED_TYPES")),
                 ticket_secret: get("FERRY_UPLOAD_SECRET").map(Secret::new),
                 public_bucket: parse_bool(&get, "FERRY_PUBLIC_BUCKET")?,
+                quota_bytes: get("FERRY_QUOTA_BYTES").map(|_| parse_or(&get, "FERRY_QUOTA_BYTES", 0)).transpose()?,
+                quota_files: get("FERRY_QUOTA_FILES").map(|_| parse_or(&get, "FERRY_QUOTA_FILES", 0)).transpose()?,
             },
             auth: jwt_settings(&get)?,
             sweep: SweepConfig {
@@ -289,6 +300,7 @@ impl Config {
             },
             page: PageConfig {
                 multipart_threshold: parse_or(&get, "FERRY_PAGE_MULTIPART_THRESHOLD", defaults::MULTIPART_THRESHOLD)?,
+                checksum_max_size: parse_or(&get, "FERRY_PAGE_CHECKSUM_MAX_SIZE", defaults::PAGE_CHECKSUM_MAX_SIZE)?,
             },
             webhook: WebhookConfig { b2_event_secret: get("B2_EVENT_NOTIFICATION_SECRET").map(Secret::new) },
         })
@@ -445,6 +457,7 @@ fn store_config(get: &impl Fn(&str) -> Option<String>, host: IpAddr) -> Result<S
         region,
         access_key_id: key_id,
         secret_access_key: Secret::new(secret),
+        checksum_headers: parse_bool(get, "FERRY_S3_CHECKSUM_HEADERS")?,
     }))
 }
 

@@ -131,6 +131,8 @@ fn open_store(cfg: &Config) -> Result<OpenedStore, CoreError> {
                 region: defaults::REGION.into(),
                 access_key_id: e.access_key_id.clone(),
                 secret_access_key: secret.clone(),
+                // The embedded store checks every `x-amz-checksum-*` it is sent.
+                checksum_headers: true,
             };
             let embedded = EmbeddedStore::open(&StoreOptions {
                 root: &root,

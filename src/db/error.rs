@@ -13,6 +13,9 @@ pub enum DbError {
     /// The key's file was deleted: it is never recorded again.
     #[error("object key belongs to a deleted file")]
     KeyDeleted,
+    /// The row or reservation would take the user past a limit.
+    #[error(transparent)]
+    Quota(#[from] super::QuotaExceeded),
     /// The connection settings cannot work (bad URL, unreadable root certificate...).
     #[error("database configuration: {0}")]
     Config(String),

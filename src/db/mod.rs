@@ -5,7 +5,7 @@
 //! backend). The traits are split by concern:
 //!
 //! - [`FileRepo`]: one user's files, always on behalf of a [`Caller`] (row-level security on
-//!   Postgres);
+//!   Postgres), with their quota reservations and usage;
 //! - [`Maintenance`]: cleanup, which sees every user's rows;
 //! - [`WebhookLog`]: the B2 webhook's bookkeeping (who a pending upload belongs to, events seen).
 
@@ -39,6 +39,10 @@ pub struct FileRecord {
     /// `None` for rows written without one (the guide's own server does not record sizes).
     pub size: Option<u64>,
     pub etag: Option<String>,
+    /// The MD5 digest (base64) the bucket checked the bytes against, when the client sent one.
+    pub content_md5: Option<String>,
+    /// The SHA-256 digest (base64) the bucket checked the bytes against, when the client sent one.
+    pub checksum_sha256: Option<String>,
     pub upload_timestamp: DateTime<Utc>,
 }
 
@@ -61,6 +65,67 @@ pub struct PendingUpload {
     pub expires_at: i64,
 }
 
+/// Per-user limits; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub bytes: Option<u64>,
+    pub files: Option<u64>,
+}
+
+impl Quota {
+    pub fn is_unlimited(&self) -> bool {
+        self.bytes.is_none() && self.files.is_none()
+    }
+
+    /// Which limit, if any, `usage` plus one more file of `size` bytes would pass.
+    pub fn exceeded_by(&self, usage: &Usage, size: u64) -> Option<QuotaExceeded> {
+        let files = usage.files.saturating_add(usage.reserved_files).saturating_add(1);
+        let bytes = usage.bytes.saturating_add(usage.reserved_bytes).saturating_add(size);
+        match (self.files, self.bytes) {
+            (Some(limit), _) if files > limit => Some(QuotaExceeded::Files { limit }),
+            (_, Some(limit)) if bytes > limit => Some(QuotaExceeded::Bytes { limit }),
+            _ => None,
+        }
+    }
+
+    /// The limits as the databases compare them (no limit: the largest value).
+    fn as_columns(&self) -> (i64, i64) {
+        let column = |limit: Option<u64>| limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        (column(self.bytes), column(self.files))
+    }
+}
+
+/// Which of a user's limits an upload would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaExceeded {
+    #[error("this upload would take you past your storage quota of {limit} bytes")]
+    Bytes { limit: u64 },
+    #[error("this upload would take you past your quota of {limit} files")]
+    Files { limit: u64 },
+}
+
+/// What a user stores (files being deleted no longer count) and holds reserved by uploads that
+/// may still be confirmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub files: u64,
+    pub bytes: u64,
+    pub reserved_files: u64,
+    pub reserved_bytes: u64,
+}
+
+/// An upload Ferry presigned that may still be confirmed: it holds its declared size against the
+/// user's quota until then, and carries the digests signed into its URL to the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub object_key: String,
+    pub bytes: u64,
+    pub content_md5: Option<String>,
+    pub checksum_sha256: Option<String>,
+    /// Unix seconds: the end of the upload's confirm window.
+    pub expires_at: i64,
+}
+
 /// Whether a confirm created the row or found it already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -73,8 +138,25 @@ pub enum Recorded {
 pub trait FileRepo: Send + Sync + 'static {
     /// Records a verified upload for the caller; repeating it returns the same row.
     /// A key recorded for another user is [`DbError::KeyTaken`]; the key of a deleted file is
-    /// [`DbError::KeyDeleted`] (never recorded again).
-    async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError>;
+    /// [`DbError::KeyDeleted`] (never recorded again). A new row that would take the caller past
+    /// `quota` (other reservations valid at `now` included) is [`DbError::Quota`]; the check and
+    /// the insert are atomic for the caller. The key's reservation, if any, gives the row its
+    /// digests and is released.
+    async fn record(
+        &self,
+        who: &Caller,
+        file: &NewFile,
+        quota: &Quota,
+        now: i64,
+    ) -> Result<(FileRecord, Recorded), DbError>;
+    /// Reserves an upload against `quota`, atomically for the caller: refused with
+    /// [`DbError::Quota`] if the caller's files, other reservations valid at `now` and this one
+    /// would pass a limit.
+    async fn reserve(&self, who: &Caller, reservation: &Reservation, quota: &Quota, now: i64) -> Result<(), DbError>;
+    /// Releases the caller's reservation of `key` (an upload refused or abandoned).
+    async fn release(&self, who: &Caller, key: &str) -> Result<(), DbError>;
+    /// The caller's usage, counting reservations valid at `now`.
+    async fn usage(&self, who: &Caller, now: i64) -> Result<Usage, DbError>;
     /// The caller's files, newest first, with ids below `before` when given.
     async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError>;
     /// The caller's row for an object key, if recorded (rows being deleted included).
@@ -97,7 +179,8 @@ pub trait Maintenance: Send + Sync + 'static {
     async fn purge(&self, id: i64) -> Result<(), DbError>;
     /// Which of `keys` have a row.
     async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, DbError>;
-    /// Forgets pending uploads that expired before `before` and events handled before it.
+    /// Forgets pending uploads and reservations that expired before `before`, and events handled
+    /// before it.
     async fn prune(&self, before: i64) -> Result<u64, DbError>;
     /// Forgets the keys of files deleted before `before` (no confirm window is open for them).
     async fn prune_deleted_keys(&self, before: DateTime<Utc>) -> Result<u64, DbError>;

@@ -11,7 +11,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 
-use super::{DbError, FileRecord, FileRepo, Maintenance, Metadata, NewFile, PendingUpload, Recorded, WebhookLog};
+use super::{
+    DbError, FileRecord, FileRepo, Maintenance, Metadata, NewFile, PendingUpload, Quota, Recorded, Reservation, Usage,
+    WebhookLog,
+};
 use crate::config::DatabaseConfig;
 use crate::identity::Caller;
 
@@ -37,6 +40,8 @@ fn file_record(row: &SqliteRow) -> Result<FileRecord, sqlx::Error> {
         content_type: row.try_get("content_type")?,
         size: row.try_get::<Option<i64>, _>("size")?.and_then(|s| u64::try_from(s).ok()),
         etag: row.try_get("etag")?,
+        content_md5: row.try_get("content_md5")?,
+        checksum_sha256: row.try_get("checksum_sha256")?,
         upload_timestamp: row.try_get("upload_timestamp")?,
     })
 }
@@ -59,8 +64,37 @@ fn size_column(size: u64) -> Result<i64, DbError> {
     i64::try_from(size).map_err(|_| DbError::Config(format!("a size of {size} bytes does not fit the size column")))
 }
 
-const COLUMNS: &str = "id, object_key, file_url, user_id, file_name, content_type, size, etag, \
-     COALESCE(upload_timestamp, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) AS upload_timestamp";
+const COLUMNS: &str = "id, object_key, file_url, user_id, file_name, content_type, size, etag, content_md5, \
+     checksum_sha256, COALESCE(upload_timestamp, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) AS upload_timestamp";
+
+/// A user's (`?3`) files but the one being recorded (`?1`), and their reservations valid at `?8`.
+const USED_FILES: &str = "((SELECT count(*) FROM b2_files WHERE user_id = ?3 AND deleting_at IS NULL AND object_key <> ?1) \
+     + (SELECT count(*) FROM ferry_reservations WHERE user_id = ?3 AND object_key <> ?1 AND expires_at >= ?8))";
+/// The bytes of the same.
+const USED_BYTES: &str = "((SELECT COALESCE(sum(size), 0) FROM b2_files \
+         WHERE user_id = ?3 AND deleting_at IS NULL AND object_key <> ?1) \
+     + (SELECT COALESCE(sum(bytes), 0) FROM ferry_reservations \
+         WHERE user_id = ?3 AND object_key <> ?1 AND expires_at >= ?8))";
+
+/// A user's usage at `now`, leaving out `except` (the key being recorded or reserved).
+async fn usage_of(conn: &mut sqlx::SqliteConnection, user_id: &str, now: i64, except: &str) -> Result<Usage, DbError> {
+    let row = sqlx::query(
+        "SELECT \
+             (SELECT count(*) FROM b2_files WHERE user_id = ?1 AND deleting_at IS NULL AND object_key <> ?3), \
+             (SELECT COALESCE(sum(size), 0) FROM b2_files WHERE user_id = ?1 AND deleting_at IS NULL \
+                 AND object_key <> ?3), \
+             (SELECT count(*) FROM ferry_reservations WHERE user_id = ?1 AND expires_at >= ?2 AND object_key <> ?3), \
+             (SELECT COALESCE(sum(bytes), 0) FROM ferry_reservations WHERE user_id = ?1 AND expires_at >= ?2 \
+                 AND object_key <> ?3)",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(except)
+    .fetch_one(&mut *conn)
+    .await?;
+    let count = |i: usize| row.try_get::<i64, _>(i).map(|n| u64::try_from(n).unwrap_or(0));
+    Ok(Usage { files: count(0)?, bytes: count(1)?, reserved_files: count(2)?, reserved_bytes: count(3)? })
+}
 
 pub struct SqliteMetadata {
     pool: SqlitePool,
@@ -96,37 +130,111 @@ impl SqliteMetadata {
 
 #[async_trait]
 impl FileRepo for SqliteMetadata {
-    async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError> {
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
-             WHERE NOT EXISTS (SELECT 1 FROM b2_deleted_keys WHERE object_key = ?1) \
+    async fn record(
+        &self,
+        who: &Caller,
+        file: &NewFile,
+        quota: &Quota,
+        now: i64,
+    ) -> Result<(FileRecord, Recorded), DbError> {
+        // An immediate transaction holds SQLite's one write lock from its first statement: the
+        // quota check, the insert and the reservation's release see and change one state.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (max_bytes, max_files) = quota.as_columns();
+        let within_quota = if quota.is_unlimited() {
+            String::new()
+        } else {
+            format!("AND {USED_FILES} + 1 <= ?10 AND {USED_BYTES} + ?6 <= ?9")
+        };
+        let sql = format!(
+            "INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag, \
+                 content_md5, checksum_sha256) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+                 (SELECT content_md5 FROM ferry_reservations WHERE object_key = ?1 AND user_id = ?3), \
+                 (SELECT checksum_sha256 FROM ferry_reservations WHERE object_key = ?1 AND user_id = ?3) \
+             WHERE NOT EXISTS (SELECT 1 FROM b2_deleted_keys WHERE object_key = ?1) {within_quota} \
              ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}"
-        ))
-        .bind(&file.object_key)
-        .bind(&file.file_url)
-        .bind(&who.user_id)
-        .bind(&file.file_name)
-        .bind(&file.content_type)
-        .bind(size_column(file.size)?)
-        .bind(&file.etag)
-        .try_map(|row| file_record(&row))
-        .fetch_optional(&self.pool)
-        .await?;
+        );
+        let mut insert = sqlx::query(&sql)
+            .bind(&file.object_key)
+            .bind(&file.file_url)
+            .bind(&who.user_id)
+            .bind(&file.file_name)
+            .bind(&file.content_type)
+            .bind(size_column(file.size)?)
+            .bind(&file.etag);
+        if !quota.is_unlimited() {
+            insert = insert.bind(now).bind(max_bytes).bind(max_files);
+        }
+        let inserted = insert.try_map(|row| file_record(&row)).fetch_optional(&mut *tx).await?;
         if let Some(row) = inserted {
+            sqlx::query("DELETE FROM ferry_reservations WHERE object_key = ?")
+                .bind(&file.object_key)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
             return Ok((row, Recorded::Created));
         }
         let existing = sqlx::query(&format!("SELECT {COLUMNS} FROM b2_files WHERE object_key = ?"))
             .bind(&file.object_key)
             .try_map(|row| file_record(&row))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        // Neither inserted nor there: the key's file was deleted.
-        let existing = existing.ok_or(DbError::KeyDeleted)?;
-        if existing.user_id != who.user_id {
-            return Err(DbError::KeyTaken);
+        if let Some(existing) = existing {
+            if existing.user_id != who.user_id {
+                return Err(DbError::KeyTaken);
+            }
+            return Ok((existing, Recorded::Existing));
         }
-        Ok((existing, Recorded::Existing))
+        let deleted: Option<i64> = sqlx::query_scalar("SELECT 1 FROM b2_deleted_keys WHERE object_key = ?")
+            .bind(&file.object_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if deleted.is_some() {
+            return Err(DbError::KeyDeleted);
+        }
+        // Neither recorded nor deleted: the quota refused it.
+        let usage = usage_of(&mut tx, &who.user_id, now, &file.object_key).await?;
+        Err(match quota.exceeded_by(&usage, file.size) {
+            Some(exceeded) => exceeded.into(),
+            None => DbError::other(std::io::Error::other("a row was neither recorded, found nor refused")),
+        })
+    }
+
+    async fn reserve(&self, who: &Caller, r: &Reservation, quota: &Quota, now: i64) -> Result<(), DbError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let usage = usage_of(&mut tx, &who.user_id, now, &r.object_key).await?;
+        if let Some(exceeded) = quota.exceeded_by(&usage, r.bytes) {
+            return Err(exceeded.into());
+        }
+        sqlx::query(
+            "INSERT INTO ferry_reservations (object_key, user_id, bytes, content_md5, checksum_sha256, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (object_key) DO NOTHING",
+        )
+        .bind(&r.object_key)
+        .bind(&who.user_id)
+        .bind(size_column(r.bytes)?)
+        .bind(&r.content_md5)
+        .bind(&r.checksum_sha256)
+        .bind(r.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release(&self, who: &Caller, key: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM ferry_reservations WHERE object_key = ? AND user_id = ?")
+            .bind(key)
+            .bind(&who.user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn usage(&self, who: &Caller, now: i64) -> Result<Usage, DbError> {
+        let mut conn = self.pool.acquire().await?;
+        usage_of(&mut conn, &who.user_id, now, "").await
     }
 
     async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError> {
@@ -230,7 +338,9 @@ impl Maintenance for SqliteMetadata {
             sqlx::query("DELETE FROM b2_pending_uploads WHERE expires_at < ?").bind(before).execute(&self.pool).await?;
         let b =
             sqlx::query("DELETE FROM b2_webhook_events WHERE handled_at < ?").bind(before).execute(&self.pool).await?;
-        Ok(a.rows_affected() + b.rows_affected())
+        let c =
+            sqlx::query("DELETE FROM ferry_reservations WHERE expires_at < ?").bind(before).execute(&self.pool).await?;
+        Ok(a.rows_affected() + b.rows_affected() + c.rows_affected())
     }
 
     async fn try_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, DbError> {

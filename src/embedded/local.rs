@@ -85,8 +85,19 @@ impl ObjectStore for LocalObjects {
         self.signer.create_multipart(key, content_type).await
     }
 
-    fn presign_part(&self, key: &str, upload_id: &str, part_number: u16, ttl: Duration) -> Url {
-        self.signer.presign_part(key, upload_id, part_number, ttl)
+    fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        content_md5: Option<&str>,
+        ttl: Duration,
+    ) -> Url {
+        self.signer.presign_part(key, upload_id, part_number, content_md5, ttl)
+    }
+
+    fn checksum_headers(&self) -> bool {
+        self.signer.checksum_headers()
     }
 
     async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), StoreError> {

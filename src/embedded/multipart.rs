@@ -88,6 +88,14 @@ pub async fn upload_part(backend: &Backend, input: UploadPartInput) -> S3Result<
     if input.content_length.is_some_and(|len| len != written.size as i64) {
         return Err(s3_error!(IncompleteBody));
     }
+    if let Some(content_md5) = &input.content_md5 {
+        use base64::Engine as _;
+        let claimed =
+            base64::engine::general_purpose::STANDARD.decode(content_md5).map_err(|_| s3_error!(InvalidDigest))?;
+        if claimed != written.md5 {
+            return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
+        }
+    }
     let etag = hex::encode(written.md5);
     let name = part_name(input.part_number);
     // The ETag sidecar is written first: a part file never exists without its digest.

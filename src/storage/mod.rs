@@ -40,7 +40,25 @@ pub struct PutRequest<'a> {
     pub content_type: &'a str,
     /// When set, signed into the URL: the store refuses a body of any other length.
     pub content_length: Option<u64>,
+    /// When set (base64), signed in as `Content-MD5`: the store refuses any other bytes.
+    pub content_md5: Option<&'a str>,
+    /// When set (base64), signed in as `x-amz-checksum-sha256` (only for stores that take it).
+    pub checksum_sha256: Option<&'a str>,
     pub ttl: Duration,
+}
+
+impl PutRequest<'_> {
+    /// The headers a client must send with its PUT, as they were signed.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![("Content-Type", self.content_type.to_owned())];
+        if let Some(md5) = self.content_md5 {
+            headers.push(("Content-MD5", md5.to_owned()));
+        }
+        if let Some(sha256) = self.checksum_sha256 {
+            headers.push(("x-amz-checksum-sha256", sha256.to_owned()));
+        }
+        headers
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +96,18 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn health(&self) -> Result<(), StoreError>;
     /// Starts a multipart upload (for files past the single-PUT limit); returns its upload id.
     async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError>;
-    /// A URL the client can PUT part `part_number` (1-based) to.
-    fn presign_part(&self, key: &str, upload_id: &str, part_number: u16, ttl: Duration) -> Url;
+    /// A URL the client can PUT part `part_number` (1-based) to; with `content_md5` (base64)
+    /// signed in as `Content-MD5`, so the store refuses any other bytes.
+    fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        content_md5: Option<&str>,
+        ttl: Duration,
+    ) -> Url;
+    /// Whether the store takes `x-amz-checksum-*` headers (B2 refuses them).
+    fn checksum_headers(&self) -> bool;
     /// Joins the parts, whose ETags are given in part order (1, 2, ...).
     async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), StoreError>;
     /// Abandons a multipart upload and its parts.

@@ -25,6 +25,7 @@ pub struct S3Store {
     public: Bucket,
     credentials: Credentials,
     http: reqwest::Client,
+    checksum_headers: bool,
 }
 
 impl S3Store {
@@ -43,6 +44,7 @@ impl S3Store {
             public: bucket(&cfg.public_endpoint)?,
             credentials: Credentials::new(cfg.access_key_id.clone(), cfg.secret_access_key.expose().to_owned()),
             http,
+            checksum_headers: cfg.checksum_headers,
         })
     }
 
@@ -86,6 +88,12 @@ impl ObjectStore for S3Store {
         action.headers_mut().insert("content-type", req.content_type.to_owned());
         if let Some(length) = req.content_length {
             action.headers_mut().insert("content-length", length.to_string());
+        }
+        if let Some(md5) = req.content_md5 {
+            action.headers_mut().insert("content-md5", md5.to_owned());
+        }
+        if let Some(sha256) = req.checksum_sha256.filter(|_| self.checksum_headers) {
+            action.headers_mut().insert("x-amz-checksum-sha256", sha256.to_owned());
         }
         action.sign(req.ttl)
     }
@@ -185,8 +193,23 @@ impl ObjectStore for S3Store {
         Ok(parsed.upload_id().to_owned())
     }
 
-    fn presign_part(&self, key: &str, upload_id: &str, part_number: u16, ttl: Duration) -> Url {
-        UploadPart::new(&self.public, Some(&self.credentials), key, part_number, upload_id).sign(ttl)
+    fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        content_md5: Option<&str>,
+        ttl: Duration,
+    ) -> Url {
+        let mut action = UploadPart::new(&self.public, Some(&self.credentials), key, part_number, upload_id);
+        if let Some(md5) = content_md5 {
+            action.headers_mut().insert("content-md5", md5.to_owned());
+        }
+        action.sign(ttl)
+    }
+
+    fn checksum_headers(&self) -> bool {
+        self.checksum_headers
     }
 
     async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), StoreError> {

@@ -1,10 +1,10 @@
 //! The upload service's one error type. The HTTP edge maps each variant to a status and a
 //! stable code in one `From`; the webhook asks [`UploadError::is_transient`] to decide retries.
 
-use crate::db::DbError;
+use crate::db::{DbError, QuotaExceeded};
 use crate::storage::StoreError;
 
-use super::{NameError, PolicyError};
+use super::{ChecksumError, NameError, PolicyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -35,6 +35,15 @@ pub enum UploadError {
     /// The store refused the part list of a multipart completion.
     #[error("{0}")]
     InvalidParts(String),
+    /// A declared digest is malformed, or the store cannot check it.
+    #[error(transparent)]
+    Checksum(#[from] ChecksumError),
+    /// The upload would take the caller past a quota.
+    #[error(transparent)]
+    QuotaExceeded(QuotaExceeded),
+    /// The uploaded object would take the caller past a quota; it was deleted.
+    #[error("{0}; the uploaded file was removed")]
+    ObjectOverQuota(QuotaExceeded),
     /// No such file for this caller.
     #[error("no such file")]
     FileNotFound,
@@ -66,6 +75,7 @@ impl From<DbError> for UploadError {
         match e {
             DbError::KeyTaken => Self::KeyTaken,
             DbError::KeyDeleted => Self::Deleted,
+            DbError::Quota(exceeded) => Self::QuotaExceeded(exceeded),
             other => Self::Database(other),
         }
     }

@@ -6,6 +6,7 @@
 //! check. Below it: [`ticket`] (keys that prove whose they are), [`name`] (cleaning file names),
 //! [`policy`] (size and type rules), and the database and storage ports.
 
+pub mod checksum;
 mod error;
 mod files;
 mod multipart;
@@ -15,6 +16,7 @@ pub mod policy;
 mod service;
 pub mod ticket;
 
+pub use checksum::ChecksumError;
 pub use error::UploadError;
 pub use multipart::{MAX_PARTS, MAX_URLS_PER_CALL, MultipartUpload, part_size};
 pub use name::{NameError, clean_file_name};

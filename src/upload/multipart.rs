@@ -3,6 +3,7 @@
 
 use url::Url;
 
+use super::checksum::check_md5;
 use super::{UploadError, UploadRequest, Uploads};
 use crate::identity::Caller;
 use crate::storage::StoreError;
@@ -46,7 +47,7 @@ impl Uploads {
             .size
             .filter(|s| *s > 0)
             .ok_or_else(|| UploadError::InvalidMultipart("size must be the file's size in bytes, above 0".into()))?;
-        let key = self.issue(who, req)?;
+        let key = self.issue(who, &UploadRequest { md5: None, sha256: None, ..*req }).await?;
         let upload_id = self.store.create_multipart(&key, req.content_type).await?;
         let part_size = part_size(size);
         Ok(MultipartUpload {
@@ -58,13 +59,16 @@ impl Uploads {
         })
     }
 
-    /// Presigned PUT URLs for parts of one of the caller's uploads still within its window.
+    /// Presigned PUT URLs for parts of one of the caller's uploads still within its window;
+    /// `md5s`, when given, holds each part's MD5 (base64, in the order of `numbers`), signed in
+    /// so the bucket refuses any other bytes for that part.
     pub fn part_urls(
         &self,
         who: &Caller,
         key: &str,
         upload_id: &str,
         numbers: &[u16],
+        md5s: Option<&[String]>,
     ) -> Result<Vec<(u16, Url)>, UploadError> {
         check_upload_id(upload_id)?;
         self.authorize(who, key)?;
@@ -76,8 +80,21 @@ impl Uploads {
                 "partNumbers must be 1 to {MAX_URLS_PER_CALL} numbers from 1 to {MAX_PARTS}"
             )));
         }
+        if let Some(md5s) = md5s {
+            if md5s.len() != numbers.len() {
+                return Err(UploadError::InvalidMultipart("md5s must hold one digest for each part number".into()));
+            }
+            for md5 in md5s {
+                check_md5("md5s", md5)?;
+            }
+        }
         let ttl = self.timings.url_ttl;
-        Ok(numbers.iter().map(|&n| (n, self.store.presign_part(key, upload_id, n, ttl))).collect())
+        let md5 = |i: usize| md5s.map(|m| m[i].as_str());
+        Ok(numbers
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, self.store.presign_part(key, upload_id, n, md5(i), ttl)))
+            .collect())
     }
 
     /// Joins the parts (numbered 1, 2, 3... with none missing) and confirms the result.
@@ -117,6 +134,7 @@ impl Uploads {
         check_upload_id(upload_id)?;
         self.ticket(who, key)?;
         self.store.abort_multipart(key, upload_id).await?;
+        self.files.release(who, key).await?;
         Ok(())
     }
 }

@@ -4,15 +4,23 @@
 //! and still within its window, the object must be in the bucket, and its size and type (as the
 //! store reports them) must pass the same rules as the presign. Only then is the row written,
 //! once; a repeated confirm returns the same row.
+//!
+//! Quotas are reserved at presign: with a limit set, each issued upload holds its declared
+//! size (0 if undeclared) and one file against the caller's limits until it is confirmed or its
+//! confirm window ends, and the confirm checks the real size again. Both checks and their
+//! writes are atomic per user in the database ([`FileRepo::reserve`], [`FileRepo::record`]),
+//! so concurrent uploads of one user cannot together pass a limit; reserving up front refuses
+//! an upload before its bytes travel rather than after.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
 
+use super::checksum::{ChecksumError, check_md5, check_sha256};
 use super::{PendingRecorder, Ticket, TicketSigner, UploadError, UploadPolicy, clean_file_name, now_unix};
 use crate::config::UploadConfig;
-use crate::db::{FileRecord, FileRepo, NewFile, PendingUpload, Recorded};
+use crate::db::{DbError, FileRecord, FileRepo, NewFile, PendingUpload, Quota, Recorded, Reservation, Usage};
 use crate::identity::Caller;
 use crate::storage::{ObjectStore, PutRequest};
 use crate::telemetry::Metrics;
@@ -27,6 +35,17 @@ pub struct UploadRequest<'a> {
     pub content_type: &'a str,
     /// The exact size, when the client declares it (signed into the URL).
     pub size: Option<u64>,
+    /// The MD5 digest of the bytes (base64), when the client declares it (signed into the URL).
+    pub md5: Option<&'a str>,
+    /// The SHA-256 digest of the bytes (base64), for stores that take `x-amz-checksum-sha256`.
+    pub sha256: Option<&'a str>,
+}
+
+impl<'a> UploadRequest<'a> {
+    /// A request without digests.
+    pub fn new(file_name: &'a str, content_type: &'a str, size: Option<u64>) -> Self {
+        Self { file_name, content_type, size, md5: None, sha256: None }
+    }
 }
 
 /// A presigned single-PUT upload.
@@ -35,6 +54,8 @@ pub struct Presigned {
     pub object_key: String,
     pub url: Url,
     pub public_url: Url,
+    /// The headers the PUT must carry, as they were signed.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// Timings of an upload's life.
@@ -53,6 +74,7 @@ pub struct Uploads {
     pub(super) tickets: TicketSigner,
     pub(super) policy: UploadPolicy,
     pub(super) timings: Timings,
+    pub(super) quota: Quota,
     pending: Option<PendingRecorder>,
     metrics: Arc<Metrics>,
 }
@@ -77,6 +99,7 @@ impl Uploads {
                 download_url_ttl: cfg.download_url_ttl,
                 public_bucket: cfg.public_bucket,
             },
+            quota: Quota { bytes: cfg.quota_bytes, files: cfg.quota_files },
             pending,
             metrics,
         }
@@ -87,15 +110,46 @@ impl Uploads {
         &self.policy
     }
 
-    /// Checks a request against the rules and makes its key: a ticket for `who`.
-    pub fn issue(&self, who: &Caller, req: &UploadRequest<'_>) -> Result<String, UploadError> {
+    /// The per-user limits.
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// The caller's usage (reservations of uploads that may still be confirmed included).
+    pub async fn usage(&self, who: &Caller) -> Result<Usage, UploadError> {
+        Ok(self.files.usage(who, now_i64()).await?)
+    }
+
+    /// Checks a request against the rules and makes its key: a ticket for `who`, reserved
+    /// against the caller's quota (and remembering its digests) where that is needed.
+    pub async fn issue(&self, who: &Caller, req: &UploadRequest<'_>) -> Result<String, UploadError> {
         let name = clean_file_name(req.file_name)?;
         self.policy.check_type(req.content_type)?;
         if let Some(size) = req.size {
             self.policy.check_size(size)?;
         }
-        let expires_at = u32::try_from(now_unix() + self.timings.url_ttl.as_secs()).unwrap_or(u32::MAX);
+        if let Some(md5) = req.md5 {
+            check_md5("md5", md5)?;
+        }
+        if let Some(sha256) = req.sha256 {
+            check_sha256("sha256", sha256)?;
+            if !self.store.checksum_headers() {
+                return Err(ChecksumError::Unsupported.into());
+            }
+        }
+        let now = now_unix();
+        let expires_at = u32::try_from(now + self.timings.url_ttl.as_secs()).unwrap_or(u32::MAX);
         let key = self.tickets.issue(&who.user_id, &name, expires_at);
+        if !self.quota.is_unlimited() || req.md5.is_some() || req.sha256.is_some() {
+            let reservation = Reservation {
+                object_key: key.clone(),
+                bytes: req.size.unwrap_or(0),
+                content_md5: req.md5.map(str::to_owned),
+                checksum_sha256: req.sha256.map(str::to_owned),
+                expires_at: i64::from(expires_at).saturating_add(self.timings.confirm_grace.as_secs() as i64),
+            };
+            self.files.reserve(who, &reservation, &self.quota, now as i64).await?;
+        }
         self.metrics.presigned();
         if let Some(pending) = &self.pending {
             pending.note(PendingUpload {
@@ -108,15 +162,19 @@ impl Uploads {
     }
 
     /// Issues a key and signs a PUT URL for it, with the content type (and size) signed in.
-    pub fn presign(&self, who: &Caller, req: &UploadRequest<'_>) -> Result<Presigned, UploadError> {
-        let key = self.issue(who, req)?;
-        let url = self.store.presign_put(&PutRequest {
+    pub async fn presign(&self, who: &Caller, req: &UploadRequest<'_>) -> Result<Presigned, UploadError> {
+        let key = self.issue(who, req).await?;
+        let put = PutRequest {
             key: &key,
             content_type: req.content_type,
             content_length: req.size,
+            content_md5: req.md5,
+            checksum_sha256: req.sha256,
             ttl: self.timings.url_ttl,
-        });
-        Ok(Presigned { public_url: self.store.public_url(&key), url, object_key: key })
+        };
+        let url = self.store.presign_put(&put);
+        let headers = put.headers();
+        Ok(Presigned { public_url: self.store.public_url(&key), url, object_key: key, headers })
     }
 
     /// The ticket in `key`, if it was issued to `who` (whatever its age).
@@ -168,6 +226,7 @@ impl Uploads {
                 return Err(UploadError::ObjectChanged);
             }
             self.store.delete(key).await?;
+            self.files.release(who, key).await?;
             return Err(refusal);
         }
         let new = NewFile {
@@ -178,7 +237,17 @@ impl Uploads {
             etag: object.etag,
             object_key: key.to_owned(),
         };
-        let (record, recorded) = self.files.record(who, &new).await?;
+        let (record, recorded) = match self.files.record(who, &new, &self.quota, now_i64()).await {
+            Ok(recorded) => recorded,
+            Err(DbError::Quota(exceeded)) => {
+                // Not recorded, so not kept: the bucket holds nothing the quota does not count.
+                tracing::info!(reason = %exceeded, "uploaded object refused");
+                self.store.delete(key).await?;
+                self.files.release(who, key).await?;
+                return Err(UploadError::ObjectOverQuota(exceeded));
+            }
+            Err(other) => return Err(other.into()),
+        };
         if recorded == Recorded::Existing && !same_object(&record, &new) {
             tracing::warn!(file_id = record.id, "a confirmed object was replaced in the bucket");
             return Err(UploadError::ObjectChanged);
@@ -187,6 +256,10 @@ impl Uploads {
         tracing::info!(file_id = record.id, size = new.size, "upload confirmed");
         Ok(record)
     }
+}
+
+fn now_i64() -> i64 {
+    i64::try_from(now_unix()).unwrap_or(i64::MAX)
 }
 
 /// Whether a recorded row still describes the object the store reports (rows without a size or

@@ -157,7 +157,8 @@ async fn cleanup_removes_unconfirmed_uploads_and_keeps_the_rest(backend: Backend
         size: 4,
         etag: None,
     };
-    app.core.db.record(&ferry::identity::Caller::from_user_id("user_123"), &new).await.unwrap();
+    let caller = ferry::identity::Caller::from_user_id("user_123");
+    app.core.db.record(&caller, &new, &ferry::db::Quota::default(), 0).await.unwrap();
     // Still within its window: may yet be confirmed.
     let pending = app.presign("pending.txt", "text/plain").await;
     let pending_key = pending.body["objectKey"].as_str().unwrap();

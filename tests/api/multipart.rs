@@ -119,4 +119,22 @@ async fn ferry_upload_sends_small_files_whole_and_large_ones_in_parts(backend: B
     assert_eq!(listed, [("big.bin", "application/octet-stream"), ("notes.txt", "text/plain")]);
     let big_id = files.body["files"][0]["id"].as_i64().unwrap();
     assert_eq!(app.download_as("carol", big_id).await, large_bytes);
+    // The small file went with its MD5 (checked by the store, recorded); the parts each went with
+    // theirs, and a multipart file records no whole-file digest.
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let small_md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(b"a small file"));
+    assert_eq!(files.body["files"][1]["md5"], small_md5);
+    assert_eq!(files.body["files"][0]["md5"], serde_json::Value::Null);
+
+    // --no-checksum sends none.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["upload", "--api", &app.url(""), "--user", "dave", "--no-checksum"])
+        .arg(&small)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let files = reply(app.get_as("dave", "/files").await).await;
+    assert_eq!(files.body["files"][0]["md5"], serde_json::Value::Null);
 }

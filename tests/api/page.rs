@@ -31,6 +31,14 @@ async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(app.row_count().await, 2, "both uploaded files were recorded");
+    // The small file went in one PUT with the MD5 the page computed (in a worker), which the
+    // store checked and Ferry recorded; the large one went in parts, without a whole-file digest.
+    let listed = crate::helpers::reply(app.get_as("page-user", "/files").await).await;
+    let files = listed.body["files"].as_array().unwrap();
+    let small = files.iter().find(|f| f["fileName"] == "holiday photo.bin").expect("the small file is listed");
+    assert_eq!(small["md5"].as_str().map(str::len), Some(24), "{small}");
+    let large = files.iter().find(|f| f["fileName"] == "big video.mp4").expect("the large file is listed");
+    assert_eq!(large["md5"], serde_json::Value::Null);
     assert_eq!(blocked.row_count().await, 0, "the blocked upload wrote nothing");
     assert!(std::path::Path::new(&screenshot).exists());
 }

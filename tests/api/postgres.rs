@@ -24,7 +24,8 @@ async fn row_level_security_hides_other_users_rows_from_the_runtime_role() {
              GRANT SELECT, INSERT, UPDATE, DELETE ON b2_files TO {role};
              GRANT USAGE ON SEQUENCE b2_files_id_seq TO {role};
              GRANT USAGE ON SCHEMA auth TO {role};
-             GRANT SELECT, INSERT ON b2_deleted_keys TO {role};"
+             GRANT SELECT, INSERT ON b2_deleted_keys TO {role};
+             GRANT SELECT, INSERT, DELETE ON ferry_reservations TO {role};"
         ))
         .await
         .unwrap();
@@ -33,13 +34,24 @@ async fn row_level_security_hides_other_users_rows_from_the_runtime_role() {
     let runtime_url = format!("postgres://{role}:app@{host}/{db}");
     let app = spawn_app_with(
         Backend::Postgres,
-        &[("DATABASE_URL", runtime_url.as_str()), ("DATABASE_MIGRATION_URL", owner_url.as_str())],
+        &[
+            ("DATABASE_URL", runtime_url.as_str()),
+            ("DATABASE_MIGRATION_URL", owner_url.as_str()),
+            ("FERRY_QUOTA_FILES", "1"),
+        ],
     )
     .await;
     let alice = app.upload_as("alice", "alice.txt", "text/plain", b"a".to_vec()).await;
     app.upload_as("bob", "bob.txt", "text/plain", b"b".to_vec()).await;
     let listed = reply(app.get_as("bob", "/files").await).await;
     assert_eq!(listed.body["files"].as_array().unwrap().len(), 1);
+
+    // Quotas are counted from the rows each user can see: one file each, and the limit of one
+    // file refuses alice's second (her own row counts) without bob's row counting for her.
+    let usage = reply(app.get_as("bob", "/usage").await).await;
+    assert_eq!((usage.body["files"].as_u64(), usage.body["bytes"].as_u64()), (Some(1), Some(1)));
+    let refused = app.presign_as("alice", "second.txt", "text/plain").await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "quota-exceeded"), "{}", refused.body);
 
     let mut runtime = pg_client(&runtime_url).await;
     let tx = runtime.transaction().await.unwrap();

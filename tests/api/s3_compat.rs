@@ -22,6 +22,7 @@ async fn bucket_cors_rules_are_applied_with_put_bucket_cors() {
         region: "us-east-1".into(),
         access_key_id: "moto-key".into(),
         secret_access_key: ferry::config::Secret::new("moto-secret"),
+        checksum_headers: false,
     };
     let rules = ferry::storage::cors::CorsRules::new(vec!["https://app.example".into()], 600).unwrap();
     rules.apply(&cfg).await.unwrap();
@@ -44,7 +45,7 @@ async fn bucket_cors_rules_are_applied_with_put_bucket_cors() {
     assert!(stored.contains("https://app.example") && stored.contains("PUT"), "{stored}");
 }
 
-async fn spawn_against_moto(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+pub async fn spawn_against_moto(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     let endpoint = std::env::var("FERRY_TEST_MOTO_URL")
         .expect("S3 compatibility tests need FERRY_TEST_MOTO_URL (the README's test command starts moto and sets it)");
     let bucket_name = format!("ferry-{}", uuid::Uuid::new_v4().simple());
@@ -91,6 +92,8 @@ async fn deletes_and_cleanup_work_against_moto(backend: Backend) {
         key: &orphan,
         content_type: "text/plain",
         content_length: None,
+        content_md5: None,
+        checksum_sha256: None,
         ttl: Duration::from_secs(60),
     });
     assert_eq!(app.put(url.as_str(), b"o".to_vec(), "text/plain").await, StatusCode::OK);

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "webhooks", include_str!("../../../migrations/postgres/0004_webhooks.sql")),
     (5, "deleted_keys", include_str!("../../../migrations/postgres/0005_deleted_keys.sql")),
     (6, "leases", include_str!("../../../migrations/postgres/0006_leases.sql")),
+    (7, "quotas_and_checksums", include_str!("../../../migrations/postgres/0007_quotas_and_checksums.sql")),
 ];
 
 /// An arbitrary constant naming Ferry's migration lock.

@@ -19,7 +19,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{DbError, FileRecord, FileRepo, Maintenance, Metadata, NewFile, PendingUpload, Recorded, WebhookLog};
+use super::{
+    DbError, FileRecord, FileRepo, Maintenance, Metadata, NewFile, PendingUpload, Quota, Recorded, Reservation, Usage,
+    WebhookLog,
+};
 use crate::config::DatabaseConfig;
 use crate::identity::Caller;
 
@@ -83,7 +86,7 @@ struct PoolOptions {
 
 /// `id` is the guide's SERIAL (int4): widened so both backends read the same record.
 const COLUMNS: &str = "id::int8 AS id, object_key, file_url, user_id, file_name, content_type, size, etag, \
-     COALESCE(upload_timestamp, now()) AS upload_timestamp";
+     content_md5, checksum_sha256, COALESCE(upload_timestamp, now()) AS upload_timestamp";
 
 pub struct PostgresMetadata {
     /// The runtime role: subject to row-level security.
@@ -107,6 +110,8 @@ fn from_row(row: &Row) -> FileRecord {
         content_type: row.get("content_type"),
         size: row.get::<_, Option<i64>>("size").and_then(|s| u64::try_from(s).ok()),
         etag: row.get("etag"),
+        content_md5: row.get("content_md5"),
+        checksum_sha256: row.get("checksum_sha256"),
         upload_timestamp: row.get("upload_timestamp"),
     }
 }
@@ -189,7 +194,9 @@ impl PostgresMetadata {
             .query_typed(
                 "SELECT t || ' (' || p || ')' FROM (VALUES \
                      ('b2_files', 'SELECT'), ('b2_files', 'INSERT'), ('b2_files', 'UPDATE'), ('b2_files', 'DELETE'), \
-                     ('b2_deleted_keys', 'SELECT'), ('b2_deleted_keys', 'INSERT')) AS needed(t, p) \
+                     ('b2_deleted_keys', 'SELECT'), ('b2_deleted_keys', 'INSERT'), \
+                     ('ferry_reservations', 'SELECT'), ('ferry_reservations', 'INSERT'), \
+                     ('ferry_reservations', 'DELETE')) AS needed(t, p) \
                  WHERE NOT has_table_privilege(current_user, t, p)",
                 &[],
             )
@@ -201,7 +208,8 @@ impl PostgresMetadata {
             tracing::error!(
                 missing = %missing.join(", "),
                 "the database role lacks privileges Ferry needs: grant them as the README's two-role set-up shows \
-                 (GRANT SELECT, INSERT, UPDATE, DELETE ON b2_files ...; GRANT SELECT, INSERT ON b2_deleted_keys ...)"
+                 (GRANT SELECT, INSERT, UPDATE, DELETE ON b2_files ...; GRANT SELECT, INSERT ON b2_deleted_keys ...; \
+                 GRANT SELECT, INSERT, DELETE ON ferry_reservations ...)"
             );
         }
         if superuser || bypass {
@@ -220,6 +228,22 @@ impl PostgresMetadata {
         Ok(())
     }
 
+    /// The caller's usage at `now`, leaving out `except` (a key being recorded or reserved).
+    async fn usage_except(&self, who: &Caller, now: i64, except: &str) -> Result<Usage, DbError> {
+        let sql = "SELECT \
+                 (SELECT count(*) FROM b2_files WHERE user_id = $1 AND deleting_at IS NULL AND object_key <> $3), \
+                 (SELECT COALESCE(sum(size), 0)::int8 FROM b2_files \
+                     WHERE user_id = $1 AND deleting_at IS NULL AND object_key <> $3), \
+                 (SELECT count(*) FROM ferry_reservations WHERE user_id = $1 AND expires_at >= $2 AND object_key <> $3), \
+                 (SELECT COALESCE(sum(bytes), 0)::int8 FROM ferry_reservations \
+                     WHERE user_id = $1 AND expires_at >= $2 AND object_key <> $3)";
+        let rows =
+            self.as_user(who, sql, &[(&who.user_id, Type::TEXT), (&now, Type::INT8), (&except, Type::TEXT)]).await?;
+        let row = rows.first().ok_or_else(|| DbError::other(std::io::Error::other("no usage row")))?;
+        let count = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+        Ok(Usage { files: count(0), bytes: count(1), reserved_files: count(2), reserved_bytes: count(3) })
+    }
+
     /// Runs one statement as `who`, in its own transaction, pipelined: `BEGIN`, the caller's
     /// claims, the statement and `COMMIT` leave together and cost one round trip. If the
     /// statement fails, the `COMMIT` of the aborted transaction rolls it back.
@@ -228,6 +252,18 @@ impl PostgresMetadata {
         let client = self.pool.get().await?;
         let setup: [Param<'_>; 2] = [(&claims, Type::TEXT), (&self.statement_timeout_ms, Type::TEXT)];
         self.pipelined(&client, SET_CALLER, &setup, sql, params).await
+    }
+
+    /// [`Self::as_user`], holding the caller's quota lock for the transaction: statements that
+    /// check the caller's usage and then write run one at a time for each user. The statement
+    /// starts after the lock is granted, so (read committed) it sees every write of the holder
+    /// before it.
+    async fn as_user_serialized(&self, who: &Caller, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
+        let claims = serde_json::Value::Object(who.claims.clone()).to_string();
+        let client = self.pool.get().await?;
+        let setup: [Param<'_>; 3] =
+            [(&claims, Type::TEXT), (&self.statement_timeout_ms, Type::TEXT), (&who.user_id, Type::TEXT)];
+        self.pipelined(&client, SET_CALLER_LOCKED, &setup, sql, params).await
     }
 
     /// Runs one statement as the owning role, able to see every row (cleanup only).
@@ -308,27 +344,60 @@ impl PostgresMetadata {
 
 /// Publishes the caller for row-level security, for this transaction only.
 const SET_CALLER: &str = "SELECT set_config('request.jwt.claims', $1, true), set_config('statement_timeout', $2, true)";
+/// [`SET_CALLER`], then waits for the caller's quota lock (released at commit or rollback).
+const SET_CALLER_LOCKED: &str = "SELECT set_config('request.jwt.claims', $1, true), \
+     set_config('statement_timeout', $2, true), pg_advisory_xact_lock(hashtextextended('ferry.quota/' || $3, 0))";
+/// A user's (`$3`) files but `$1` (the key being recorded or reserved), and their reservations
+/// valid at `$8`: count and bytes.
+const USED: &str = "SELECT \
+         (SELECT count(*) FROM b2_files WHERE user_id = $3 AND deleting_at IS NULL AND object_key <> $1) \
+       + (SELECT count(*) FROM ferry_reservations WHERE user_id = $3 AND object_key <> $1 AND expires_at >= $8) \
+         AS files, \
+         (SELECT COALESCE(sum(size), 0) FROM b2_files WHERE user_id = $3 AND deleting_at IS NULL AND object_key <> $1) \
+       + (SELECT COALESCE(sum(bytes), 0) FROM ferry_reservations \
+             WHERE user_id = $3 AND object_key <> $1 AND expires_at >= $8) AS bytes";
 /// Lets the owning role's maintenance policy apply, for this transaction only.
 const SET_MAINTENANCE: &str =
     "SELECT set_config('ferry.maintenance', 'on', true), set_config('statement_timeout', $1, true)";
 
 #[async_trait]
 impl FileRepo for PostgresMetadata {
-    async fn record(&self, who: &Caller, file: &NewFile) -> Result<(FileRecord, Recorded), DbError> {
-        // The common case in one statement: insert, or find the row a repeated confirm made.
+    async fn record(
+        &self,
+        who: &Caller,
+        file: &NewFile,
+        quota: &Quota,
+        now: i64,
+    ) -> Result<(FileRecord, Recorded), DbError> {
+        // The common case in one statement: insert (with the digests of the key's reservation,
+        // which it releases), or find the row a repeated confirm made. With a quota, the insert
+        // happens only if it fits, under the caller's lock.
+        let (used, within_quota) = if quota.is_unlimited() {
+            (String::new(), "")
+        } else {
+            (
+                format!("used AS ({USED}), "),
+                "AND (SELECT files FROM used) + 1 <= $10 AND (SELECT bytes FROM used) + $6 <= $9",
+            )
+        };
         let sql = format!(
-            "WITH inserted AS ( \
-                 INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
-                 SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::int8, $7::text \
-                 WHERE NOT EXISTS (SELECT 1 FROM b2_deleted_keys WHERE object_key = $1) \
-                 ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}) \
+            "WITH {used}inserted AS ( \
+                 INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag, \
+                     content_md5, checksum_sha256) \
+                 SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::int8, $7::text, \
+                     (SELECT content_md5 FROM ferry_reservations WHERE object_key = $1), \
+                     (SELECT checksum_sha256 FROM ferry_reservations WHERE object_key = $1) \
+                 WHERE NOT EXISTS (SELECT 1 FROM b2_deleted_keys WHERE object_key = $1) {within_quota} \
+                 ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}), \
+             released AS (DELETE FROM ferry_reservations WHERE object_key = $1 AND EXISTS (SELECT 1 FROM inserted)) \
              SELECT *, true AS created FROM inserted \
              UNION ALL \
              SELECT {COLUMNS}, false FROM b2_files WHERE object_key = $1 AND NOT EXISTS (SELECT 1 FROM inserted)"
         );
         let size = i64::try_from(file.size)
             .map_err(|_| DbError::Config(format!("a size of {} bytes does not fit the size column", file.size)))?;
-        let params: [Param<'_>; 7] = [
+        let (max_bytes, max_files) = quota.as_columns();
+        let params: [Param<'_>; 10] = [
             (&file.object_key, Type::TEXT),
             (&file.file_url, Type::TEXT),
             (&who.user_id, Type::TEXT),
@@ -336,8 +405,15 @@ impl FileRepo for PostgresMetadata {
             (&file.content_type, Type::TEXT),
             (&size, Type::INT8),
             (&file.etag, Type::TEXT),
+            (&now, Type::INT8),
+            (&max_bytes, Type::INT8),
+            (&max_files, Type::INT8),
         ];
-        let mut rows = self.as_user(who, &sql, &params).await?;
+        let mut rows = if quota.is_unlimited() {
+            self.as_user(who, &sql, &params[..7]).await?
+        } else {
+            self.as_user_serialized(who, &sql, &params).await?
+        };
         if rows.is_empty() {
             // A concurrent confirm committed the row after this statement's snapshot was taken:
             // look again with a fresh one.
@@ -350,12 +426,21 @@ impl FileRepo for PostgresMetadata {
                 .await?;
         }
         let Some(row) = rows.first() else {
-            // Neither inserted nor visible: the caller deleted this key's file, or (row-level
-            // security hides another user's row) the key is someone else's.
+            // Neither inserted nor visible: the caller deleted this key's file, the quota refused
+            // it, or (row-level security hides another user's row) the key is someone else's.
             let deleted = self
                 .as_user(who, "SELECT 1 FROM b2_deleted_keys WHERE object_key = $1", &[(&file.object_key, Type::TEXT)])
                 .await?;
-            return Err(if deleted.is_empty() { DbError::KeyTaken } else { DbError::KeyDeleted });
+            if !deleted.is_empty() {
+                return Err(DbError::KeyDeleted);
+            }
+            if !quota.is_unlimited() {
+                let usage = self.usage_except(who, now, &file.object_key).await?;
+                if let Some(exceeded) = quota.exceeded_by(&usage, file.size) {
+                    return Err(exceeded.into());
+                }
+            }
+            return Err(DbError::KeyTaken);
         };
         let record = from_row(row);
         if record.user_id != who.user_id {
@@ -363,6 +448,58 @@ impl FileRepo for PostgresMetadata {
         }
         let created: bool = row.get("created");
         Ok((record, if created { Recorded::Created } else { Recorded::Existing }))
+    }
+
+    async fn reserve(&self, who: &Caller, r: &Reservation, quota: &Quota, now: i64) -> Result<(), DbError> {
+        let bytes = i64::try_from(r.bytes).unwrap_or(i64::MAX);
+        let (max_bytes, max_files) = quota.as_columns();
+        // One statement after the caller's lock: the usage it reads is the usage it adds to.
+        let sql = format!(
+            "WITH used AS ({USED}), \
+             reserved AS ( \
+                 INSERT INTO ferry_reservations (object_key, user_id, bytes, content_md5, checksum_sha256, expires_at) \
+                 SELECT $1::text, $3::text, $2::int8, $4::text, $5::text, $6::int8 FROM used \
+                 WHERE used.files + 1 <= $7 AND used.bytes + $2 <= $9 \
+                 ON CONFLICT (object_key) DO NOTHING RETURNING 1) \
+             SELECT files, bytes::int8 AS bytes, EXISTS (SELECT 1 FROM reserved) AS reserved FROM used"
+        );
+        let params: [Param<'_>; 9] = [
+            (&r.object_key, Type::TEXT),
+            (&bytes, Type::INT8),
+            (&who.user_id, Type::TEXT),
+            (&r.content_md5, Type::TEXT),
+            (&r.checksum_sha256, Type::TEXT),
+            (&r.expires_at, Type::INT8),
+            (&max_files, Type::INT8),
+            (&now, Type::INT8),
+            (&max_bytes, Type::INT8),
+        ];
+        let rows = if quota.is_unlimited() {
+            self.as_user(who, &sql, &params).await?
+        } else {
+            self.as_user_serialized(who, &sql, &params).await?
+        };
+        let row = rows.first().ok_or_else(|| DbError::other(std::io::Error::other("no usage row")))?;
+        if row.get::<_, bool>("reserved") {
+            return Ok(());
+        }
+        let usage = Usage {
+            files: u64::try_from(row.get::<_, i64>("files")).unwrap_or(0),
+            bytes: u64::try_from(row.get::<_, i64>("bytes")).unwrap_or(0),
+            ..Usage::default()
+        };
+        // Not inserted and within the limits: the key was reserved already (a repeated call).
+        quota.exceeded_by(&usage, r.bytes).map_or(Ok(()), |exceeded| Err(exceeded.into()))
+    }
+
+    async fn release(&self, who: &Caller, key: &str) -> Result<(), DbError> {
+        let sql = "DELETE FROM ferry_reservations WHERE object_key = $1 AND user_id = $2";
+        self.as_user(who, sql, &[(&key, Type::TEXT), (&who.user_id, Type::TEXT)]).await?;
+        Ok(())
+    }
+
+    async fn usage(&self, who: &Caller, now: i64) -> Result<Usage, DbError> {
+        self.usage_except(who, now, "").await
     }
 
     async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError> {
@@ -442,6 +579,9 @@ impl Maintenance for PostgresMetadata {
             let rows = self.as_owner(&sql, &[(&before, Type::INT8)]).await?;
             removed += rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64;
         }
+        // Reservations are under row-level security: the maintenance policy sees every user's.
+        let rows = self.as_maintenance(&count("ferry_reservations", "expires_at"), &[(&before, Type::INT8)]).await?;
+        removed += rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64;
         Ok(removed)
     }
 

@@ -1,0 +1,171 @@
+//! Per-user quotas: reserved at presign, checked again at confirm, atomic per user, freed by
+//! deletes and by the end of a confirm window.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, reply, spawn_app_with};
+
+async fn usage(app: &TestApp, user: &str) -> Value {
+    let usage = reply(app.get_as(user, "/usage").await).await;
+    assert_eq!(usage.status, StatusCode::OK, "{}", usage.body);
+    usage.body
+}
+
+async fn presign_sized(app: &TestApp, user: &str, name: &str, size: u64) -> crate::helpers::Reply {
+    let body = json!({ "fileName": name, "contentType": "text/plain", "size": size });
+    app.post_json_as(user, "/presign-b2-upload", &body).await
+}
+
+async fn usage_reports_files_bytes_reservations_and_limits(backend: Backend) {
+    let app = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "1000"), ("FERRY_QUOTA_FILES", "5")]).await;
+    app.upload_as("user_123", "a.txt", "text/plain", vec![b'a'; 300]).await;
+    let pending = presign_sized(&app, "user_123", "b.txt", 200).await;
+    assert_eq!(pending.status, StatusCode::OK, "{}", pending.body);
+
+    let body = usage(&app, "user_123").await;
+    assert_eq!(body["success"], true);
+    assert_eq!((body["files"].as_u64(), body["bytes"].as_u64()), (Some(1), Some(300)));
+    assert_eq!(body["reserved"], json!({ "files": 1, "bytes": 200 }));
+    assert_eq!(body["limits"], json!({ "files": 5, "bytes": 1000 }));
+    // Another user's usage is their own.
+    assert_eq!(usage(&app, "someone_else").await["files"], 0);
+
+    // Without limits, usage is still reported, limits are null and nothing is reserved.
+    let open = spawn_app_with(backend, &[]).await;
+    open.upload_as("user_123", "a.txt", "text/plain", vec![b'a'; 7]).await;
+    let body = usage(&open, "user_123").await;
+    assert_eq!((body["files"].as_u64(), body["bytes"].as_u64()), (Some(1), Some(7)));
+    assert_eq!(body["limits"], json!({ "files": null, "bytes": null }));
+    assert_eq!(body["reserved"], json!({ "files": 0, "bytes": 0 }));
+}
+
+async fn the_file_limit_refuses_a_presign_and_a_delete_frees_a_place_at_once(backend: Backend) {
+    let app = spawn_app_with(backend, &[("FERRY_QUOTA_FILES", "2")]).await;
+    app.upload_as("user_123", "1.txt", "text/plain", b"1".to_vec()).await;
+    let second = app.upload_as("user_123", "2.txt", "text/plain", b"2".to_vec()).await;
+
+    let refused = app.presign("3.txt", "text/plain").await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "quota-exceeded"));
+    assert_eq!(refused.body["error"], "this upload would take you past your quota of 2 files");
+    // Another user is not affected.
+    assert_eq!(app.presign_as("someone_else", "3.txt", "text/plain").await.status, StatusCode::OK);
+
+    let deleted = app.delete_as("user_123", &format!("/files/{}", second["id"])).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    app.upload_as("user_123", "3.txt", "text/plain", b"3".to_vec()).await;
+}
+
+async fn a_declared_size_is_reserved_until_its_confirm_window_ends(backend: Backend) {
+    // Upload URLs live 1 s and there is no grace: a reservation lasts about a second.
+    let app = spawn_app_with(
+        backend,
+        &[("FERRY_QUOTA_BYTES", "100"), ("FERRY_UPLOAD_URL_TTL", "1"), ("FERRY_CONFIRM_GRACE", "0")],
+    )
+    .await;
+    assert_eq!(presign_sized(&app, "user_123", "a.txt", 60).await.status, StatusCode::OK);
+    let refused = presign_sized(&app, "user_123", "b.txt", 60).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "quota-exceeded"));
+    assert_eq!(refused.body["error"], "this upload would take you past your storage quota of 100 bytes");
+
+    // The first upload was abandoned: once its window is over, its bytes are free again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(usage(&app, "user_123").await["reserved"], json!({ "files": 0, "bytes": 0 }));
+    assert_eq!(presign_sized(&app, "user_123", "b.txt", 60).await.status, StatusCode::OK);
+}
+
+async fn a_confirm_checks_the_real_size_and_removes_what_does_not_fit(backend: Backend) {
+    let app = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "100")]).await;
+    // Neither declares a size: each reserves nothing, and the confirm is where the bytes count.
+    let first = app.presign("a.txt", "text/plain").await;
+    let second = app.presign("b.txt", "text/plain").await;
+    for presigned in [&first, &second] {
+        let url = presigned.body["presignedUrl"].as_str().unwrap();
+        assert_eq!(app.put(url, vec![b'x'; 60], "text/plain").await, StatusCode::OK);
+    }
+    let first_key = first.body["objectKey"].as_str().unwrap();
+    let second_key = second.body["objectKey"].as_str().unwrap();
+    assert_eq!(app.confirm(first_key).await.status, StatusCode::OK);
+
+    let refused = app.confirm(second_key).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "quota-exceeded"));
+    assert!(refused.body["error"].as_str().unwrap().ends_with("the uploaded file was removed"), "{}", refused.body);
+    assert!(!app.object_exists(second_key).await, "an object the quota refused does not stay in the bucket");
+    assert!(app.object_exists(first_key).await);
+    let body = usage(&app, "user_123").await;
+    assert_eq!((body["files"].as_u64(), body["bytes"].as_u64()), (Some(1), Some(60)));
+    // A repeated confirm of the recorded upload is still answered with its row.
+    assert_eq!(app.confirm(first_key).await.status, StatusCode::OK);
+}
+
+/// 32 uploads of one user at once against a limit of ten: presigns (declared sizes) and confirms
+/// (undeclared sizes) race, and the limit holds either way.
+async fn concurrent_uploads_of_one_user_never_pass_the_limit(backend: Backend) {
+    let app = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "1000")]).await;
+    let declared = futures::future::join_all((0..32).map(|i| {
+        let app = &app;
+        async move {
+            let presigned = presign_sized(app, "user_123", &format!("d{i}.txt"), 100).await;
+            if presigned.status != StatusCode::OK {
+                assert_eq!(presigned.code(), "quota-exceeded", "{}", presigned.body);
+                return false;
+            }
+            let url = presigned.body["presignedUrl"].as_str().unwrap();
+            assert_eq!(app.put(url, vec![b'd'; 100], "text/plain").await, StatusCode::OK);
+            let confirmed = app.confirm(presigned.body["objectKey"].as_str().unwrap()).await;
+            assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+            true
+        }
+    }))
+    .await;
+    assert_eq!(declared.iter().filter(|ok| **ok).count(), 10, "exactly the ten that fit were presigned");
+    let body = usage(&app, "user_123").await;
+    assert_eq!((body["files"].as_u64(), body["bytes"].as_u64()), (Some(10), Some(1000)));
+
+    let other = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "1000")]).await;
+    let names: Vec<String> = (0..32).map(|i| format!("u{i}.txt")).collect();
+    let presigned = futures::future::join_all(names.iter().map(|name| other.presign(name, "text/plain"))).await;
+    for p in &presigned {
+        assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+        let url = p.body["presignedUrl"].as_str().unwrap();
+        assert_eq!(other.put(url, vec![b'u'; 100], "text/plain").await, StatusCode::OK);
+    }
+    let confirms =
+        futures::future::join_all(presigned.iter().map(|p| other.confirm(p.body["objectKey"].as_str().unwrap()))).await;
+    let recorded = confirms.iter().filter(|c| c.status == StatusCode::OK).count();
+    for refused in confirms.iter().filter(|c| c.status != StatusCode::OK) {
+        assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "quota-exceeded"), "{}", refused.body);
+    }
+    assert_eq!(recorded, 10, "every confirm that fits is recorded, and no other");
+    let body = usage(&other, "user_123").await;
+    assert_eq!((body["files"].as_u64(), body["bytes"].as_u64()), (Some(10), Some(1000)));
+    assert_eq!(other.row_count().await, 10);
+}
+
+async fn a_multipart_start_reserves_the_files_size_and_an_abort_releases_it(backend: Backend) {
+    let app = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "30000000")]).await;
+    let start = |name: &'static str| {
+        let body = json!({ "fileName": name, "contentType": "application/octet-stream", "size": 20_000_000 });
+        let app = &app;
+        async move { app.post_json_as("user_123", "/multipart/start", &body).await }
+    };
+    let first = start("a.bin").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let refused = start("b.bin").await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "quota-exceeded"));
+
+    let abort = json!({ "objectKey": first.body["objectKey"], "uploadId": first.body["uploadId"] });
+    assert_eq!(app.post_json_as("user_123", "/multipart/abort", &abort).await.status, StatusCode::OK);
+    assert_eq!(start("b.bin").await.status, StatusCode::OK);
+}
+
+crate::on_both_backends!(
+    usage_reports_files_bytes_reservations_and_limits,
+    the_file_limit_refuses_a_presign_and_a_delete_frees_a_place_at_once,
+    a_declared_size_is_reserved_until_its_confirm_window_ends,
+    a_confirm_checks_the_real_size_and_removes_what_does_not_fit,
+    concurrent_uploads_of_one_user_never_pass_the_limit,
+    a_multipart_start_reserves_the_files_size_and_an_abort_releases_it,
+);
