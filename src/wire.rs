@@ -137,6 +137,28 @@ pub struct PartUrls {
     pub urls: Vec<PartUrl>,
 }
 
+/// `POST /multipart/parts`: which parts of an unfinished upload arrived (to resume it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MultipartPartsRequest {
+    pub object_key: Option<String>,
+    pub upload_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArrivedPart {
+    pub part_number: u16,
+    pub etag: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MultipartParts {
+    pub success: bool,
+    pub parts: Vec<ArrivedPart>,
+}
+
 /// `POST /multipart/complete`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -51,6 +51,12 @@ pub enum ApiError {
     /// that would was removed).
     #[error("{0}")]
     QuotaExceeded(String),
+    /// 404 `multipart-not-found`: the multipart upload is finished, aborted or unknown.
+    #[error("{0}")]
+    MultipartNotFound(String),
+    /// 400 `use-multipart`: a single-request upload Ferry would never see finish.
+    #[error("{0}")]
+    UseMultipart(String),
     /// 400 `invalid-user-id`.
     #[error("the user id must be 1 to 255 printable characters")]
     InvalidUserId,
@@ -139,6 +145,7 @@ impl ApiError {
             | InvalidUserId
             | InvalidQuery(_)
             | InvalidChecksum(_)
+            | UseMultipart(_)
             | ChecksumUnsupported(_)
             | InvalidParts(_) => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -149,7 +156,7 @@ impl ApiError {
             UploadExpired | UploadDeleted => StatusCode::GONE,
             UploadNotFound | KeyTaken | ObjectChanged => StatusCode::CONFLICT,
             ObjectTooLarge { .. } | ObjectTypeNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            FileNotFound | RouteNotFound => StatusCode::NOT_FOUND,
+            FileNotFound | RouteNotFound | MultipartNotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             DatabaseUnavailable(_) | StoreUnavailable(_) | AuthUnavailable | RetryLater => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -173,6 +180,8 @@ impl ApiError {
             FileTooLarge { .. } => "file-too-large",
             InvalidUserId => "invalid-user-id",
             InvalidChecksum(_) => "invalid-checksum",
+            MultipartNotFound(_) => "multipart-not-found",
+            UseMultipart(_) => "use-multipart",
             ChecksumUnsupported(_) => "checksum-unsupported",
             QuotaExceeded(_) => "quota-exceeded",
             InvalidQuery(_) => "invalid-query",
@@ -248,6 +257,8 @@ impl From<UploadError> for ApiError {
             U::Checksum(e @ ChecksumError::Malformed { .. }) => Self::InvalidChecksum(e.to_string()),
             U::Checksum(e @ ChecksumError::Unsupported) => Self::ChecksumUnsupported(e.to_string()),
             e @ (U::QuotaExceeded(_) | U::ObjectOverQuota(_)) => Self::QuotaExceeded(e.to_string()),
+            e @ U::MultipartGone => Self::MultipartNotFound(e.to_string()),
+            e @ U::UseMultipart => Self::UseMultipart(e.to_string()),
             U::FileNotFound => Self::FileNotFound,
             U::KeyTaken => Self::KeyTaken,
             U::Deleted => Self::UploadDeleted,

@@ -11,6 +11,7 @@ mod multipart;
 mod page;
 mod state;
 mod uploads;
+mod uppy;
 mod webhooks;
 
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub fn router(state: AppState, origins: &[String], with_metrics: bool) -> Router
     let limited = Router::new()
         .merge(uploads::router())
         .merge(multipart::router())
+        .merge(uppy::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), limits::rate_limited));
     let mut router = Router::new()
         .merge(limited)
@@ -76,5 +78,7 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("x-user-id")])
+        // Uppy reads S3-style error codes from the grant routes (`/uppy/complete`, `/uppy/abort`).
+        .expose_headers([HeaderName::from_static("x-amz-error-code")])
         .max_age(Duration::from_secs(3600))
 }

@@ -1,6 +1,7 @@
 //! Large files by multipart: `POST /multipart/start` → key, upload id, part size;
 //! `POST /multipart/urls` → part URLs; `POST /multipart/complete` → the recorded file;
-//! `POST /multipart/abort`. The upload service does the work.
+//! `POST /multipart/parts` → the parts that arrived (to resume); `POST /multipart/abort`. The
+//! upload service does the work.
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
@@ -11,8 +12,8 @@ use super::{ApiError, AppState, file_view};
 use crate::identity::Caller;
 use crate::upload::{MAX_PARTS, UploadRequest};
 use crate::wire::{
-    Confirmed, Done, MultipartAbortRequest, MultipartCompleteRequest, MultipartStartRequest, MultipartStarted, PartUrl,
-    PartUrls, PartUrlsRequest,
+    ArrivedPart, Confirmed, Done, MultipartAbortRequest, MultipartCompleteRequest, MultipartParts,
+    MultipartPartsRequest, MultipartStartRequest, MultipartStarted, PartUrl, PartUrls, PartUrlsRequest,
 };
 
 /// The largest valid completion lists 10,000 parts, each `{"partNumber":10000,"etag":"…"}` with
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/multipart/urls", post(urls))
         .route("/multipart/complete", post(complete).layer(DefaultBodyLimit::max(MAX_COMPLETE_BODY)))
         .route("/multipart/abort", post(abort))
+        .route("/multipart/parts", post(parts))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -76,6 +78,19 @@ async fn complete(
     let parts = parts.into_iter().map(|p| (p.part_number, p.etag)).collect();
     let record = state.uploads.complete_multipart(&caller, &key, &upload_id, parts).await?;
     Ok(Json(Confirmed { success: true, file: file_view(record) }))
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn parts(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<MultipartPartsRequest>,
+) -> Result<Json<MultipartParts>, ApiError> {
+    let key = required(req.object_key, "objectKey")?;
+    let upload_id = required(req.upload_id, "uploadId")?;
+    let parts = state.uploads.list_parts(&caller, &key, &upload_id).await?;
+    let parts = parts.into_iter().map(|p| ArrivedPart { part_number: p.number, etag: p.etag, size: p.size }).collect();
+    Ok(Json(MultipartParts { success: true, parts }))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use url::Url;
 
 use super::disk::{Disk, ObjectMeta};
-use crate::storage::{ListPage, ListedObject, ObjectInfo, ObjectStore, PutRequest, S3Store, StoreError};
+use crate::storage::{ListPage, ListedObject, ObjectInfo, ObjectStore, PartInfo, PutRequest, S3Store, StoreError};
 
 /// Keys per listing page, as S3's default.
 const PAGE: usize = 1000;
@@ -106,5 +106,17 @@ impl ObjectStore for LocalObjects {
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
         self.signer.abort_multipart(key, upload_id).await
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Option<Vec<PartInfo>>, StoreError> {
+        self.signer.list_parts(key, upload_id).await
+    }
+
+    fn presign_create_multipart(&self, key: &str, ttl: Duration) -> Url {
+        self.signer.presign_create_multipart(key, ttl)
+    }
+
+    fn presign_list_parts(&self, key: &str, upload_id: &str, ttl: Duration) -> Url {
+        self.signer.presign_list_parts(key, upload_id, ttl)
     }
 }

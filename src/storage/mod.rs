@@ -26,6 +26,14 @@ pub struct ListedObject {
     pub size: u64,
 }
 
+/// A part of an unfinished multipart upload, as the store lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    pub number: u16,
+    pub etag: String,
+    pub size: u64,
+}
+
 /// One page of a bucket listing.
 #[derive(Debug, Clone, Default)]
 pub struct ListPage {
@@ -112,6 +120,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), StoreError>;
     /// Abandons a multipart upload and its parts.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
+    /// The parts of an unfinished multipart upload that arrived, in part order; `None` if the
+    /// store knows no such upload (completed, aborted or never started).
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Option<Vec<PartInfo>>, StoreError>;
+    /// A URL the client can POST to start a multipart upload of `key` itself (Uppy's
+    /// `signRequest` mode); the content type is not signed in, so the confirm checks it.
+    fn presign_create_multipart(&self, key: &str, ttl: Duration) -> Url;
+    /// A URL the client can GET the parts of one of its multipart uploads from.
+    fn presign_list_parts(&self, key: &str, upload_id: &str, ttl: Duration) -> Url;
 }
 
 /// Everything but RFC 5987's `attr-char` is percent-encoded in `filename*`.

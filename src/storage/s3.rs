@@ -6,12 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use rusty_s3::actions::{
-    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, UploadPart,
+    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, ListParts, UploadPart,
 };
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use url::Url;
 
-use super::{ListPage, ListedObject, ObjectInfo, ObjectStore, PutRequest, StoreError, content_disposition};
+use super::{ListPage, ListedObject, ObjectInfo, ObjectStore, PartInfo, PutRequest, StoreError, content_disposition};
 use crate::config::S3Config;
 
 /// How long the URLs Ferry signs for its own calls live.
@@ -212,6 +212,48 @@ impl ObjectStore for S3Store {
         self.checksum_headers
     }
 
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Option<Vec<PartInfo>>, StoreError> {
+        let mut parts = Vec::new();
+        let mut marker = None;
+        // 10,000 parts at most, 1,000 a page: eleven pages always suffice.
+        for _ in 0..11 {
+            let mut action = ListParts::new(&self.internal, Some(&self.credentials), key, upload_id);
+            if let Some(marker) = marker {
+                action.set_part_number_marker(marker);
+            }
+            let response = self.send(Method::GET, action.sign(SELF_CALL_TTL)).await?;
+            let status = response.status();
+            let body = response.text().await.map_err(|e| StoreError::Unavailable(describe(&e)))?;
+            if status == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !status.is_success() {
+                return Err(refused_or_unavailable(status, "ListParts"));
+            }
+            let page: ListPartsPage = quick_xml::de::from_str(&body)
+                .map_err(|e| StoreError::Refused(format!("unreadable ListParts answer: {e}")))?;
+            parts.extend(page.parts.into_iter().map(|p| PartInfo {
+                number: p.number,
+                etag: p.etag.trim_matches('"').to_owned(),
+                size: p.size,
+            }));
+            match (page.is_truncated, page.next_part_number_marker) {
+                (true, Some(next)) if next > 0 => marker = Some(next),
+                (true, _) => return Err(StoreError::Refused("a truncated ListParts answer without a marker".into())),
+                (false, _) => return Ok(Some(parts)),
+            }
+        }
+        Err(StoreError::Refused("ListParts did not end after 10,000 parts".into()))
+    }
+
+    fn presign_create_multipart(&self, key: &str, ttl: Duration) -> Url {
+        CreateMultipartUpload::new(&self.public, Some(&self.credentials), key).sign(ttl)
+    }
+
+    fn presign_list_parts(&self, key: &str, upload_id: &str, ttl: Duration) -> Url {
+        ListParts::new(&self.public, Some(&self.credentials), key, upload_id).sign(ttl)
+    }
+
     async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), StoreError> {
         let action = CompleteMultipartUpload::new(
             &self.internal,
@@ -249,6 +291,28 @@ impl ObjectStore for S3Store {
             status => Err(StoreError::Refused(format!("AbortMultipartUpload answered {status}"))),
         }
     }
+}
+
+/// A page of a ListParts answer. Read by field names only: moto names the root element
+/// `ListPartsResponse` where S3 says `ListPartsResult`.
+#[derive(serde::Deserialize)]
+struct ListPartsPage {
+    #[serde(rename = "Part", default)]
+    parts: Vec<ListedPart>,
+    #[serde(rename = "IsTruncated", default)]
+    is_truncated: bool,
+    #[serde(rename = "NextPartNumberMarker")]
+    next_part_number_marker: Option<u16>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListedPart {
+    #[serde(rename = "PartNumber")]
+    number: u16,
+    #[serde(rename = "ETag")]
+    etag: String,
+    #[serde(rename = "Size")]
+    size: u64,
 }
 
 fn refused_or_unavailable(status: StatusCode, what: &str) -> StoreError {

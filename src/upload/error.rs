@@ -44,6 +44,14 @@ pub enum UploadError {
     /// The uploaded object would take the caller past a quota; it was deleted.
     #[error("{0}; the uploaded file was removed")]
     ObjectOverQuota(QuotaExceeded),
+    /// The multipart upload is finished, aborted or unknown to the store.
+    #[error("this multipart upload is finished, aborted or unknown; start it again")]
+    MultipartGone,
+    /// A single-request upload Ferry would never see finish: upload in parts instead.
+    #[error(
+        "Ferry confirms uploads when they complete: upload every file in parts (with Uppy: shouldUseMultipart: () => true)"
+    )]
+    UseMultipart,
     /// No such file for this caller.
     #[error("no such file")]
     FileNotFound,

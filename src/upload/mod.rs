@@ -14,6 +14,7 @@ pub mod name;
 pub mod pending;
 pub mod policy;
 mod service;
+pub mod signing;
 pub mod ticket;
 
 pub use checksum::ChecksumError;
@@ -23,4 +24,5 @@ pub use name::{NameError, clean_file_name};
 pub use pending::PendingRecorder;
 pub use policy::{PolicyError, UploadPolicy};
 pub use service::{Presigned, UploadRequest, Uploads};
-pub use ticket::{Ticket, TicketError, TicketSigner, now_unix};
+pub use signing::{ClientRequest, Signed};
+pub use ticket::{Grant, GrantAction, Ticket, TicketError, TicketSigner, now_unix};

@@ -33,7 +33,7 @@ pub struct MultipartUpload {
     pub public_url: Url,
 }
 
-fn check_upload_id(id: &str) -> Result<(), UploadError> {
+pub(super) fn check_upload_id(id: &str) -> Result<(), UploadError> {
     if id.len() > MAX_UPLOAD_ID_LEN || id.chars().any(char::is_control) {
         return Err(UploadError::InvalidMultipart("uploadId is not one this API returned".into()));
     }

@@ -110,6 +110,11 @@ impl Uploads {
         &self.policy
     }
 
+    /// How long the upload URLs Ferry signs live.
+    pub fn url_ttl(&self) -> Duration {
+        self.timings.url_ttl
+    }
+
     /// The per-user limits.
     pub fn quota(&self) -> &Quota {
         &self.quota

@@ -5,9 +5,16 @@
 //! the user, the expiry, the nonce and the name. Presigning therefore writes nothing, and a
 //! confirm checks ownership and expiry without a database round trip. Cleanup finds orphans by
 //! listing the bucket: every Ferry key says when it stops being confirmable.
+//!
+//! The same key also signs [`Grant`]s: capabilities to complete or abort one multipart upload,
+//! carried in a URL Ferry hands to a client that sends its own S3 requests (Uppy's
+//! `signRequest` mode), so that the last step of such an upload comes back to Ferry.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
 
@@ -37,6 +44,31 @@ pub struct Ticket {
     /// The cleaned file name part of the key.
     pub file_name: String,
 }
+
+/// What a [`Grant`] allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantAction {
+    Complete,
+    Abort,
+}
+
+/// A capability to complete or abort one multipart upload, for one user, until a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub action: GrantAction,
+    pub user: String,
+    pub key: String,
+    pub upload_id: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Grant tags are truncated to 128 bits.
+const GRANT_TAG_BYTES: usize = 16;
+/// Tickets feed a big-endian length first, whose first byte is 0 for any user id Ferry accepts:
+/// grants start with 0xff, so no ticket input is ever a grant input.
+const GRANT_DOMAIN: &[u8] = b"\xffgrant v1\0";
 
 /// Why a key is not a ticket issued to this user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +124,31 @@ impl TicketSigner {
         // Constant-time comparison of the truncated tag.
         mac.verify_truncated_left(&b[9..]).map_err(|_| TicketError::NotIssued)?;
         Ok(ticket)
+    }
+
+    /// Signs a grant: `<base64url JSON>.<base64url tag>`, safe in a URL query.
+    pub fn sign_grant(&self, grant: &Grant) -> String {
+        let payload = serde_json::to_vec(grant).expect("a grant serializes");
+        let mut mac = self.mac.clone();
+        mac.update(GRANT_DOMAIN);
+        mac.update(&payload);
+        let tag = mac.finalize().into_bytes();
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(&tag[..GRANT_TAG_BYTES]))
+    }
+
+    /// The grant in `token`, if this signer made it (whatever its age: the caller checks that).
+    pub fn verify_grant(&self, token: &str) -> Result<Grant, TicketError> {
+        let (payload, tag) = token.split_once('.').ok_or(TicketError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TicketError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TicketError::Malformed)?;
+        if tag.len() != GRANT_TAG_BYTES {
+            return Err(TicketError::Malformed);
+        }
+        let mut mac = self.mac.clone();
+        mac.update(GRANT_DOMAIN);
+        mac.update(&payload);
+        mac.verify_truncated_left(&tag).map_err(|_| TicketError::NotIssued)?;
+        serde_json::from_slice(&payload).map_err(|_| TicketError::Malformed)
     }
 
     fn tag(&self, user: &str, head: &[u8], file_name: &str) -> [u8; TAG_BYTES] {
@@ -158,6 +215,25 @@ mod tests {
         let upper = format!("{}{name}", head.to_ascii_uppercase());
         assert_eq!(signer().verify("alice", &upper), Err(TicketError::Malformed));
         assert!(signer().verify("alice", &key).is_ok());
+    }
+
+    fn grant(action: GrantAction) -> Grant {
+        Grant { action, user: "alice".into(), key: "k".into(), upload_id: "u".into(), expires_at: 1_900_000_000 }
+    }
+
+    #[test]
+    fn a_grant_verifies_as_signed_and_not_once_altered() {
+        let token = signer().sign_grant(&grant(GrantAction::Complete));
+        assert_eq!(signer().verify_grant(&token), Ok(grant(GrantAction::Complete)));
+        // Another action, user or upload under the same tag is refused.
+        let (_, tag) = token.split_once('.').unwrap();
+        for altered in [grant(GrantAction::Abort), Grant { user: "bob".into(), ..grant(GrantAction::Complete) }] {
+            let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&altered).unwrap());
+            assert_eq!(signer().verify_grant(&format!("{payload}.{tag}")), Err(TicketError::NotIssued));
+        }
+        let other = TicketSigner::new(&Secret::new("other secret"));
+        assert_eq!(other.verify_grant(&token), Err(TicketError::NotIssued));
+        assert_eq!(signer().verify_grant("no-dot"), Err(TicketError::Malformed));
     }
 
     #[test]

@@ -1,0 +1,238 @@
+//! Uppy's two server modes and resuming, at the HTTP level: Companion's `/s3` routes, the
+//! `signRequest` signer with its grant URLs, and `POST /multipart/parts`. Each runs against the
+//! embedded store and against moto (an S3 this project did not write). The browser side, with
+//! the stock `uppy` package, is `page.rs`.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, Reply, TestApp, random_bytes, reply, spawn_app};
+use crate::s3_compat::spawn_against_moto;
+
+const MIB: usize = 1024 * 1024;
+
+async fn get_as(app: &TestApp, user: &str, path: &str) -> Reply {
+    reply(app.get_as(user, path).await).await
+}
+
+async fn put_part(app: &TestApp, url: &str, bytes: &[u8]) -> String {
+    let response = app.http.put(url).body(bytes.to_vec()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    response.headers()["etag"].to_str().unwrap().to_owned()
+}
+
+fn text_between<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(&xml[start..end])
+}
+
+/// Companion's routes, in Companion's shapes, keep each user to their own uploads, and a
+/// completion is confirmed and recorded at once.
+async fn companion_routes(app: &TestApp) {
+    let bytes = random_bytes(6 * MIB);
+    let created = app
+        .post_json_as("alice", "/s3/multipart", &json!({ "filename": "clip.mp4", "type": "video/mp4", "metadata": {} }))
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let upload_id = created.body["uploadId"].as_str().unwrap().to_owned();
+    assert!(key.ends_with("-clip.mp4"), "Ferry chose the key: {key}");
+    let query = format!("key={}", urlencoding(&key));
+    let id = urlencoding(&upload_id);
+
+    let mut parts = Vec::new();
+    for (n, chunk) in bytes.chunks(5 * MIB).enumerate() {
+        let signed = get_as(app, "alice", &format!("/s3/multipart/{id}/{}?{query}", n + 1)).await;
+        assert_eq!(signed.status, StatusCode::OK, "{}", signed.body);
+        assert!(signed.body["expires"].as_u64().unwrap() > 0);
+        let etag = put_part(app, signed.body["url"].as_str().unwrap(), chunk).await;
+        parts.push(json!({ "PartNumber": n + 1, "ETag": etag }));
+    }
+    let listed = get_as(app, "alice", &format!("/s3/multipart/{id}?{query}")).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let listed = listed.body.as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2);
+    assert_eq!((listed[0]["PartNumber"].as_u64(), listed[0]["Size"].as_u64()), (Some(1), Some(5 * MIB as u64)));
+
+    // Another user can list, sign, complete or abort none of it.
+    assert_eq!(get_as(app, "mallory", &format!("/s3/multipart/{id}?{query}")).await.code(), "upload-not-issued");
+    assert_eq!(get_as(app, "mallory", &format!("/s3/multipart/{id}/3?{query}")).await.code(), "upload-not-issued");
+    let stolen =
+        app.post_json_as("mallory", &format!("/s3/multipart/{id}/complete?{query}"), &json!({ "parts": parts })).await;
+    assert_eq!((stolen.status, stolen.code()), (StatusCode::FORBIDDEN, "upload-not-issued"));
+    let url = app.url(&format!("/s3/multipart/{id}?{query}"));
+    let aborted = reply(app.http.delete(&url).header("x-user-id", "mallory").send().await.unwrap()).await;
+    assert_eq!((aborted.status, aborted.code()), (StatusCode::FORBIDDEN, "upload-not-issued"));
+
+    let done =
+        app.post_json_as("alice", &format!("/s3/multipart/{id}/complete?{query}"), &json!({ "parts": parts })).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["key"], key.as_str());
+    assert!(done.body["location"].as_str().unwrap().contains(&key[..36]));
+    let file = &done.body["file"];
+    assert_eq!((file["size"].as_u64(), file["contentType"].as_str()), (Some(6 * MIB as u64), Some("video/mp4")));
+    assert_eq!(app.download_as("alice", file["id"].as_i64().unwrap()).await, bytes);
+    assert_eq!(get_as(app, "mallory", "/files").await.body["files"], json!([]));
+
+    // The single-request path (a presigned POST form) is refused with a hint.
+    let params = get_as(app, "alice", "/s3/params?filename=a.txt&type=text/plain").await;
+    assert_eq!((params.status, params.code()), (StatusCode::BAD_REQUEST, "use-multipart"));
+}
+
+/// `signRequest`: Ferry signs the bucket requests Uppy sends itself, replaces the proposed key,
+/// and brings the completion back to itself through a grant URL.
+async fn sign_request_flow(app: &TestApp) {
+    let sign = |user: &'static str, body: Value| async move {
+        let signed = app.post_json_as(user, "/uppy/sign", &body).await;
+        (signed.status, signed.body)
+    };
+    let (status, created) = sign("alice", json!({ "method": "POST", "key": "uppy-id-holiday.bin" })).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.ends_with("-uppy-id-holiday.bin") && key.len() > 40, "a ticket key: {key}");
+    let xml = app
+        .http
+        .post(created["url"].as_str().unwrap())
+        .header("content-type", "application/octet-stream")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let upload_id = text_between(&xml, "UploadId").expect("an upload id").to_owned();
+
+    let bytes = random_bytes(5 * MIB + 10);
+    let mut etags = Vec::new();
+    for (n, chunk) in bytes.chunks(5 * MIB).enumerate() {
+        let (status, part) =
+            sign("alice", json!({ "method": "PUT", "key": key, "uploadId": upload_id, "partNumber": n + 1 })).await;
+        assert_eq!(status, StatusCode::OK, "{part}");
+        assert_eq!(part["key"], key.as_str());
+        etags.push(put_part(app, part["url"].as_str().unwrap(), chunk).await);
+    }
+    let (_, listed) = sign("alice", json!({ "method": "GET", "key": key, "uploadId": upload_id })).await;
+    let xml = app.http.get(listed["url"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    assert_eq!(xml.matches("<PartNumber>").count(), 2, "{xml}");
+
+    // Someone else's key is not signed, whatever the request.
+    for request in [
+        json!({ "method": "PUT", "key": key, "uploadId": upload_id, "partNumber": 3 }),
+        json!({ "method": "GET", "key": key, "uploadId": upload_id }),
+        json!({ "method": "POST", "key": key, "uploadId": upload_id }),
+        json!({ "method": "DELETE", "key": key, "uploadId": upload_id }),
+    ] {
+        let (status, body) = sign("mallory", request).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("upload-not-issued")));
+    }
+    // A single PUT would end in the bucket, out of Ferry's sight.
+    let (status, body) = sign("alice", json!({ "method": "PUT", "key": "x.bin" })).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("use-multipart")));
+
+    let (_, abort) = sign("alice", json!({ "method": "DELETE", "key": key, "uploadId": upload_id })).await;
+    let (_, complete) = sign("alice", json!({ "method": "POST", "key": key, "uploadId": upload_id })).await;
+    let complete_url = complete["url"].as_str().unwrap();
+    assert!(complete_url.starts_with("/uppy/complete?grant="), "{complete_url}");
+    // A grant does one thing: the completion's grant cannot abort.
+    let swapped = complete_url.replace("/uppy/complete", "/uppy/abort");
+    let refused = app.http.delete(app.url(&swapped)).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(refused.headers()["x-amz-error-code"], "upload-not-issued");
+    assert!(refused.text().await.unwrap().contains("<Code>upload-not-issued</Code>"));
+    assert!(abort["url"].as_str().unwrap().starts_with("/uppy/abort?grant="));
+
+    let body: String = etags
+        .iter()
+        .enumerate()
+        .map(|(i, etag)| format!("<Part><PartNumber>{}</PartNumber><ETag>{etag}</ETag></Part>", i + 1))
+        .collect();
+    let response = app
+        .http
+        .post(app.url(complete_url))
+        .header("content-type", "application/xml")
+        .body(format!("<CompleteMultipartUpload>{body}</CompleteMultipartUpload>"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let xml = response.text().await.unwrap();
+    assert_eq!(text_between(&xml, "Key"), Some(key.as_str()), "{xml}");
+    let files = get_as(app, "alice", "/files").await;
+    let file = &files.body["files"][0];
+    assert_eq!(file["objectKey"], key.as_str());
+    assert_eq!(app.download_as("alice", file["id"].as_i64().unwrap()).await, bytes);
+}
+
+/// `POST /multipart/parts` says which parts arrived, so an interrupted upload sends only the rest.
+async fn parts_that_arrived_are_listed_for_resuming(app: &TestApp) {
+    let bytes = random_bytes(17 * MIB);
+    let body = json!({ "fileName": "resume.bin", "contentType": "application/octet-stream", "size": bytes.len() });
+    let start = app.post_json_as("alice", "/multipart/start", &body).await;
+    let ids = json!({ "objectKey": start.body["objectKey"], "uploadId": start.body["uploadId"] });
+    let part_size = start.body["partSize"].as_u64().unwrap() as usize;
+    let urls = app
+        .post_json_as(
+            "alice",
+            "/multipart/urls",
+            &json!({ "objectKey": ids["objectKey"], "uploadId": ids["uploadId"], "partNumbers": [1, 2] }),
+        )
+        .await;
+    let first = put_part(app, urls.body["urls"][0]["url"].as_str().unwrap(), &bytes[..part_size]).await;
+
+    let listed = app.post_json_as("alice", "/multipart/parts", &ids).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.body["parts"], json!([{ "partNumber": 1, "etag": first.trim_matches('"'), "size": part_size }]));
+    assert_eq!(app.post_json_as("mallory", "/multipart/parts", &ids).await.code(), "upload-not-issued");
+
+    let second = put_part(app, urls.body["urls"][1]["url"].as_str().unwrap(), &bytes[part_size..]).await;
+    let parts = json!([{ "partNumber": 1, "etag": first }, { "partNumber": 2, "etag": second }]);
+    let done = app
+        .post_json_as(
+            "alice",
+            "/multipart/complete",
+            &json!({ "objectKey": ids["objectKey"], "uploadId": ids["uploadId"], "parts": parts }),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    // Finished: nothing left to resume.
+    let gone = app.post_json_as("alice", "/multipart/parts", &ids).await;
+    assert_eq!((gone.status, gone.code()), (StatusCode::NOT_FOUND, "multipart-not-found"));
+}
+
+fn urlencoding(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn companion_routes_on_the_embedded_store(backend: Backend) {
+    companion_routes(&spawn_app(backend).await).await;
+}
+
+async fn companion_routes_against_moto(backend: Backend) {
+    companion_routes(&spawn_against_moto(backend, &[]).await).await;
+}
+
+async fn sign_request_on_the_embedded_store(backend: Backend) {
+    sign_request_flow(&spawn_app(backend).await).await;
+}
+
+async fn sign_request_against_moto(backend: Backend) {
+    sign_request_flow(&spawn_against_moto(backend, &[]).await).await;
+}
+
+async fn resuming_on_the_embedded_store(backend: Backend) {
+    parts_that_arrived_are_listed_for_resuming(&spawn_app(backend).await).await;
+}
+
+async fn resuming_against_moto(backend: Backend) {
+    parts_that_arrived_are_listed_for_resuming(&spawn_against_moto(backend, &[]).await).await;
+}
+
+crate::on_both_backends!(
+    companion_routes_on_the_embedded_store,
+    companion_routes_against_moto,
+    sign_request_on_the_embedded_store,
+    sign_request_against_moto,
+    resuming_on_the_embedded_store,
+    resuming_against_moto,
+);
