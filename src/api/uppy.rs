@@ -50,10 +50,27 @@ fn key_of(query: Result<Query<KeyQuery>, axum::extract::rejection::QueryRejectio
     query.key.filter(|k| !k.is_empty()).ok_or(ApiError::MissingField("key"))
 }
 
-/// Companion's single-request path hands out a presigned POST form, which B2 does not offer and
-/// after which Ferry would never see the upload finish.
-async fn params() -> ApiError {
-    ApiError::from(crate::upload::UploadError::UseMultipart)
+#[derive(Deserialize)]
+struct ParamsQuery {
+    filename: Option<String>,
+    #[serde(rename = "type")]
+    content_type: Option<String>,
+}
+
+/// Companion's single-request path (files up to 5 MiB): a presigned POST form pinning the key
+/// Ferry issues, the type and the size, where the store takes forms (the embedded store).
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn params(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ParamsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    let file_name = required(query.filename, "filename")?;
+    let content_type =
+        query.content_type.filter(|t| !t.is_empty()).unwrap_or_else(|| "application/octet-stream".into());
+    let (_, form) = state.uploads.presign_client_post(&caller, &file_name, &content_type).await?;
+    Ok(Json(json!({ "method": "POST", "url": form.url.as_str(), "fields": form.fields, "headers": {} })))
 }
 
 #[derive(Deserialize)]

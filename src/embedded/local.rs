@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use url::Url;
 
 use super::disk::{Disk, ObjectMeta};
-use crate::storage::{ListPage, ListedObject, ObjectInfo, ObjectStore, PartInfo, PutRequest, S3Store, StoreError};
+use crate::storage::{
+    ListPage, ListedObject, ObjectInfo, ObjectStore, PartInfo, PostRequest, PresignedPost, PutRequest, S3Store,
+    StoreError,
+};
 
 /// Keys per listing page, as S3's default.
 const PAGE: usize = 1000;
@@ -98,6 +101,15 @@ impl ObjectStore for LocalObjects {
 
     fn checksum_headers(&self) -> bool {
         self.signer.checksum_headers()
+    }
+
+    /// The embedded store takes POST forms (s3s checks the policy and its signature).
+    fn presign_post(&self, req: &PostRequest<'_>) -> Option<PresignedPost> {
+        Some(self.signer.sign_post_form(req))
+    }
+
+    fn takes_post_forms(&self) -> bool {
+        true
     }
 
     async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), StoreError> {

@@ -41,6 +41,9 @@ use tracing::instrument::WithSubscriber;
 use crate::config::Secret;
 use crate::storage::S3Store;
 
+/// The largest file a POST form may carry (see `EmbeddedStore::open`).
+const MAX_POST_FORM_FILE: u64 = 5 * 1024 * 1024;
+
 /// Clears the `response-*` overrides of an anonymous GetObject or HeadObject request.
 macro_rules! drop_unsigned_overrides {
     ($req:expr) => {
@@ -114,6 +117,12 @@ impl EmbeddedStore {
         let mut builder = S3ServiceBuilder::new(backend::Backend { disk: disk.clone() });
         builder.set_auth(SimpleAuth::from_single(opts.access_key_id, opts.secret_access_key.expose()));
         builder.set_access(Access { public_read: opts.public_read });
+        // s3s holds a POST form's file in memory while it checks the policy: Ferry's forms allow
+        // 5 MiB (Uppy's single-request uploads), so nothing larger is ever read (the default
+        // would take up to 5 GB from anyone holding a signed policy).
+        let mut config = s3s::config::S3Config::default();
+        config.post_object_max_file_size = MAX_POST_FORM_FILE;
+        builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(config))));
         Ok(Self {
             disk,
             bucket: opts.bucket.to_owned(),

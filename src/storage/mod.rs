@@ -2,6 +2,7 @@
 //! itself (HEAD to verify an upload, DELETE, listing for cleanup, a health check).
 
 pub mod cors;
+pub mod post;
 mod s3;
 
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use url::Url;
 
+pub use post::{PostRequest, PresignedPost};
 pub use s3::S3Store;
 
 /// What the store says about an object (never what the client said).
@@ -45,7 +47,9 @@ pub struct ListPage {
 #[derive(Debug, Clone)]
 pub struct PutRequest<'a> {
     pub key: &'a str,
-    pub content_type: &'a str,
+    /// Signed in as `Content-Type` when known (a client that signs its own requests, Uppy's
+    /// `signRequest`, does not say it; the confirm then checks what the store recorded).
+    pub content_type: Option<&'a str>,
     /// When set, signed into the URL: the store refuses a body of any other length.
     pub content_length: Option<u64>,
     /// When set (base64), signed in as `Content-MD5`: the store refuses any other bytes.
@@ -58,7 +62,8 @@ pub struct PutRequest<'a> {
 impl PutRequest<'_> {
     /// The headers a client must send with its PUT, as they were signed.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = vec![("Content-Type", self.content_type.to_owned())];
+        let mut headers: Vec<(&'static str, String)> =
+            self.content_type.map(|t| ("Content-Type", t.to_owned())).into_iter().collect();
         if let Some(md5) = self.content_md5 {
             headers.push(("Content-MD5", md5.to_owned()));
         }
@@ -116,6 +121,15 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> Url;
     /// Whether the store takes `x-amz-checksum-*` headers (B2 refuses them).
     fn checksum_headers(&self) -> bool;
+    /// A browser POST form for one object, where the store takes them (the embedded store; B2
+    /// does not): `None` otherwise.
+    fn presign_post(&self, _req: &PostRequest<'_>) -> Option<PresignedPost> {
+        None
+    }
+    /// Whether [`Self::presign_post`] makes forms.
+    fn takes_post_forms(&self) -> bool {
+        false
+    }
     /// Joins the parts, whose ETags are given in part order (1, 2, ...).
     async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), StoreError>;
     /// Abandons a multipart upload and its parts.

@@ -48,6 +48,23 @@ impl S3Store {
         })
     }
 
+    /// A browser POST form for one object (for stores that take them: see `post.rs`).
+    pub fn sign_post_form(&self, req: &super::PostRequest<'_>) -> super::PresignedPost {
+        let mut url = self.public.base_url().clone();
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        super::post::sign_post(
+            url,
+            self.public.name(),
+            self.public.region(),
+            self.credentials.key(),
+            self.credentials.secret(),
+            req,
+            chrono::Utc::now(),
+        )
+    }
+
     async fn send(&self, method: Method, url: Url) -> Result<reqwest::Response, StoreError> {
         let response =
             self.http.request(method, url).send().await.map_err(|e| StoreError::Unavailable(describe(&e)))?;
@@ -85,7 +102,9 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
 impl ObjectStore for S3Store {
     fn presign_put(&self, req: &PutRequest<'_>) -> Url {
         let mut action = self.public.put_object(Some(&self.credentials), req.key);
-        action.headers_mut().insert("content-type", req.content_type.to_owned());
+        if let Some(content_type) = req.content_type {
+            action.headers_mut().insert("content-type", content_type.to_owned());
+        }
         if let Some(length) = req.content_length {
             action.headers_mut().insert("content-length", length.to_string());
         }

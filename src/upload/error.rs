@@ -47,9 +47,9 @@ pub enum UploadError {
     /// The multipart upload is finished, aborted or unknown to the store.
     #[error("this multipart upload is finished, aborted or unknown; start it again")]
     MultipartGone,
-    /// A single-request upload Ferry would never see finish: upload in parts instead.
+    /// A single-request upload this bucket cannot take (a POST form on B2): upload in parts.
     #[error(
-        "Ferry confirms uploads when they complete: upload every file in parts (with Uppy: shouldUseMultipart: () => true)"
+        "this bucket takes no browser POST forms (B2 does not): send the file in parts, or use Uppy's signRequest mode"
     )]
     UseMultipart,
     /// No such file for this caller.

@@ -128,8 +128,21 @@ impl Uploads {
     /// Checks a request against the rules and makes its key: a ticket for `who`, reserved
     /// against the caller's quota (and remembering its digests) where that is needed.
     pub async fn issue(&self, who: &Caller, req: &UploadRequest<'_>) -> Result<String, UploadError> {
+        self.issue_with(who, req, true).await
+    }
+
+    /// [`Self::issue`], with the type checked only when `type_known` (a client that signs its
+    /// own requests does not say it: the confirm checks what the store recorded).
+    pub(super) async fn issue_with(
+        &self,
+        who: &Caller,
+        req: &UploadRequest<'_>,
+        type_known: bool,
+    ) -> Result<String, UploadError> {
         let name = clean_file_name(req.file_name)?;
-        self.policy.check_type(req.content_type)?;
+        if type_known {
+            self.policy.check_type(req.content_type)?;
+        }
         if let Some(size) = req.size {
             self.policy.check_size(size)?;
         }
@@ -171,7 +184,7 @@ impl Uploads {
         let key = self.issue(who, req).await?;
         let put = PutRequest {
             key: &key,
-            content_type: req.content_type,
+            content_type: Some(req.content_type),
             content_length: req.size,
             content_md5: req.md5,
             checksum_sha256: req.sha256,

@@ -9,9 +9,12 @@
 //! `/save-b2-metadata`. In `signRequest` mode that last step is a URL to Ferry carrying a
 //! [`Grant`]: the client POSTs its S3 XML there instead of to the bucket.
 //!
-//! Single-request uploads (Companion's presigned POST, a `signRequest` PutObject) end in the
-//! bucket, where Ferry would never see them finish: they are refused with a hint to upload every
-//! file in parts (`shouldUseMultipart: () => true`), which works on every provider.
+//! Uppy sends files of 5 MiB or less in one request whatever `shouldUseMultipart` says: a
+//! presigned POST form in Companion mode (only where the store takes them: the embedded store;
+//! B2 does not, and gets `use-multipart`), a PUT in `signRequest` mode. Those end in the bucket,
+//! so the page confirms them (`/save-b2-metadata` on Uppy's `upload-success`, as
+//! `examples/uppy` does); the policy or signature pins the key (and for forms the type and
+//! size), and the confirm checks everything again.
 
 use url::Url;
 
@@ -19,7 +22,11 @@ use super::ticket::{Grant, GrantAction};
 use super::{UploadError, UploadRequest, Uploads, now_unix};
 use crate::db::FileRecord;
 use crate::identity::Caller;
-use crate::storage::PartInfo;
+use crate::storage::{PartInfo, PostRequest, PresignedPost, PutRequest};
+
+/// Uppy sends files up to this size in one request (S3's smallest part): the largest object a
+/// POST form allows. The embedded store holds a form's file in memory while it checks it.
+pub const SINGLE_REQUEST_MAX: u64 = 5 * 1024 * 1024;
 
 /// An S3 request a client wants signed (the fields of Uppy's `PresignableRequest`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +61,24 @@ impl Uploads {
         Ok((key, upload_id))
     }
 
+    /// A POST form for one small file (Companion's `/s3/params`), pinning the key Ferry issues,
+    /// the declared type and the size; `use-multipart` where the store takes no forms.
+    pub async fn presign_client_post(
+        &self,
+        who: &Caller,
+        file_name: &str,
+        content_type: &str,
+    ) -> Result<(String, PresignedPost), UploadError> {
+        if !self.store.takes_post_forms() {
+            return Err(UploadError::UseMultipart);
+        }
+        let key = self.issue(who, &UploadRequest::new(file_name, content_type, None)).await?;
+        let max_size = self.policy.max_file_size.min(SINGLE_REQUEST_MAX);
+        let form =
+            self.store.presign_post(&PostRequest { key: &key, content_type, max_size, ttl: self.timings.url_ttl });
+        Ok((key.clone(), form.ok_or(UploadError::UseMultipart)?))
+    }
+
     /// The parts of one of the caller's multipart uploads that arrived (to resume it).
     pub async fn list_parts(&self, who: &Caller, key: &str, upload_id: &str) -> Result<Vec<PartInfo>, UploadError> {
         super::multipart::check_upload_id(upload_id)?;
@@ -68,8 +93,21 @@ impl Uploads {
             // CreateMultipartUpload: Ferry chooses the key; the proposed one lends its name.
             ("POST", None, None) => {
                 // The content type is not known yet: the confirm checks what the store recorded.
-                let key = self.issue(who, &UploadRequest::new(req.key, "application/octet-stream", None)).await?;
+                let key = self.issue_with(who, &UploadRequest::new(req.key, "", None), false).await?;
                 Ok(Signed::Store { url: self.store.presign_create_multipart(&key, ttl), key })
+            }
+            // PutObject (a small file): Ferry chooses the key; the page confirms it afterwards.
+            ("PUT", None, None) => {
+                let key = self.issue_with(who, &UploadRequest::new(req.key, "", None), false).await?;
+                let put = PutRequest {
+                    key: &key,
+                    content_type: None,
+                    content_length: None,
+                    content_md5: None,
+                    checksum_sha256: None,
+                    ttl,
+                };
+                Ok(Signed::Store { url: self.store.presign_put(&put), key })
             }
             ("PUT", Some(upload_id), Some(part)) => {
                 let url = self.part_urls(who, req.key, upload_id, &[part], None)?.remove(0).1;
@@ -85,7 +123,10 @@ impl Uploads {
             }
             ("POST", Some(upload_id), None) => self.grant(who, req.key, upload_id, GrantAction::Complete),
             ("DELETE", Some(upload_id), None) => self.grant(who, req.key, upload_id, GrantAction::Abort),
-            ("PUT" | "DELETE", None, None) => Err(UploadError::UseMultipart),
+            // DeleteObject: files are deleted through Ferry (`DELETE /files/{id}`).
+            ("DELETE", None, None) => Err(UploadError::InvalidMultipart(
+                "files are deleted through Ferry (DELETE /files/{id}), not by a signed request".into(),
+            )),
             _ => Err(UploadError::InvalidMultipart(
                 "not an S3 request Ferry signs: method, uploadId and partNumber do not fit together".into(),
             )),

@@ -90,7 +90,7 @@ async fn deletes_and_cleanup_work_against_moto(backend: Backend) {
     let orphan = app.issue_key("user_123", "orphan.txt", crate::helpers::now_unix() - 10);
     let url = app.core.store.presign_put(&ferry::storage::PutRequest {
         key: &orphan,
-        content_type: "text/plain",
+        content_type: Some("text/plain"),
         content_length: None,
         content_md5: None,
         checksum_sha256: None,

@@ -29,7 +29,7 @@ fn text_between<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
 
 /// Companion's routes, in Companion's shapes, keep each user to their own uploads, and a
 /// completion is confirmed and recorded at once.
-async fn companion_routes(app: &TestApp) {
+async fn companion_routes(app: &TestApp, takes_forms: bool) {
     let bytes = random_bytes(6 * MIB);
     let created = app
         .post_json_as("alice", "/s3/multipart", &json!({ "filename": "clip.mp4", "type": "video/mp4", "metadata": {} }))
@@ -75,9 +75,34 @@ async fn companion_routes(app: &TestApp) {
     assert_eq!(app.download_as("alice", file["id"].as_i64().unwrap()).await, bytes);
     assert_eq!(get_as(app, "mallory", "/files").await.body["files"], json!([]));
 
-    // The single-request path (a presigned POST form) is refused with a hint.
-    let params = get_as(app, "alice", "/s3/params?filename=a.txt&type=text/plain").await;
-    assert_eq!((params.status, params.code()), (StatusCode::BAD_REQUEST, "use-multipart"));
+    // Small files go in one request: a POST form pinning key, type and size, where the store
+    // takes forms (the embedded store); elsewhere a plain refusal.
+    let params = get_as(app, "alice", "/s3/params?filename=note.txt&type=text/plain").await;
+    if !takes_forms {
+        assert_eq!((params.status, params.code()), (StatusCode::BAD_REQUEST, "use-multipart"));
+        return;
+    }
+    assert_eq!(params.status, StatusCode::OK, "{}", params.body);
+    let post = |fields: &Value, content_type: &str, bytes: Vec<u8>| {
+        let mut form = reqwest::multipart::Form::new();
+        for (name, value) in fields.as_object().unwrap() {
+            let value =
+                if name == "Content-Type" { content_type.to_owned() } else { value.as_str().unwrap().to_owned() };
+            form = form.text(name.clone(), value);
+        }
+        form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name("note.txt"));
+        app.http.post(params.body["url"].as_str().unwrap()).multipart(form).send()
+    };
+    let fields = &params.body["fields"];
+    let key = fields["key"].as_str().unwrap();
+    assert!(key.ends_with("-note.txt"));
+    // The policy pins the type and the size.
+    assert_eq!(post(fields, "text/html", b"<b>".to_vec()).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let too_big = post(fields, "text/plain", vec![b'x'; 5 * MIB + 1]).await.unwrap().status();
+    assert!(too_big.is_client_error(), "{too_big}");
+    assert_eq!(post(fields, "text/plain", b"a note".to_vec()).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let confirmed = app.confirm_as("alice", key).await;
+    assert_eq!((confirmed.status, confirmed.body["file"]["size"].as_u64()), (StatusCode::OK, Some(6)));
 }
 
 /// `signRequest`: Ferry signs the bucket requests Uppy sends itself, replaces the proposed key,
@@ -126,9 +151,17 @@ async fn sign_request_flow(app: &TestApp) {
         let (status, body) = sign("mallory", request).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("upload-not-issued")));
     }
-    // A single PUT would end in the bucket, out of Ferry's sight.
-    let (status, body) = sign("alice", json!({ "method": "PUT", "key": "x.bin" })).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("use-multipart")));
+    // A small file goes in one PUT to a key Ferry issues, and the page confirms it.
+    let (status, single) = sign("alice", json!({ "method": "PUT", "key": "uppy-id-small.txt" })).await;
+    assert_eq!(status, StatusCode::OK, "{single}");
+    let small_key = single["key"].as_str().unwrap();
+    assert!(small_key.ends_with("-uppy-id-small.txt") && small_key.len() > 40);
+    let put = app.http.put(single["url"].as_str().unwrap()).header("content-type", "text/plain").body("small");
+    assert_eq!(put.send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(app.confirm_as("alice", small_key).await.body["file"]["contentType"], "text/plain");
+    // Objects are deleted through Ferry, never by a signed request.
+    let (status, _) = sign("alice", json!({ "method": "DELETE", "key": small_key })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let (_, abort) = sign("alice", json!({ "method": "DELETE", "key": key, "uploadId": upload_id })).await;
     let (_, complete) = sign("alice", json!({ "method": "POST", "key": key, "uploadId": upload_id })).await;
@@ -159,8 +192,8 @@ async fn sign_request_flow(app: &TestApp) {
     let xml = response.text().await.unwrap();
     assert_eq!(text_between(&xml, "Key"), Some(key.as_str()), "{xml}");
     let files = get_as(app, "alice", "/files").await;
-    let file = &files.body["files"][0];
-    assert_eq!(file["objectKey"], key.as_str());
+    let file = files.body["files"].as_array().unwrap().iter().find(|f| f["objectKey"] == key.as_str()).unwrap().clone();
+    assert_eq!(file["size"].as_u64(), Some(bytes.len() as u64));
     assert_eq!(app.download_as("alice", file["id"].as_i64().unwrap()).await, bytes);
 }
 
@@ -205,11 +238,11 @@ fn urlencoding(text: &str) -> String {
 }
 
 async fn companion_routes_on_the_embedded_store(backend: Backend) {
-    companion_routes(&spawn_app(backend).await).await;
+    companion_routes(&spawn_app(backend).await, true).await;
 }
 
 async fn companion_routes_against_moto(backend: Backend) {
-    companion_routes(&spawn_against_moto(backend, &[]).await).await;
+    companion_routes(&spawn_against_moto(backend, &[]).await, false).await;
 }
 
 async fn sign_request_on_the_embedded_store(backend: Backend) {
