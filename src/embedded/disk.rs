@@ -10,6 +10,7 @@
 //! never replaced again, only deleted. Commits check the seal, and any condition the client
 //! sent (`If-None-Match: *`), under the key's lock, so no HEAD-then-PUT race exists.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,35 @@ pub struct ObjectMeta {
     /// (Metadata written before sealing existed has no such field: not sealed.)
     #[serde(default)]
     pub sealed: bool,
+    /// The headers it is served with besides type and disposition (none in older files).
+    #[serde(flatten)]
+    pub headers: StoredHeaders,
+    /// The multipart upload that made it, so that a retried CompleteMultipartUpload (its
+    /// answer lost) is answered as the first one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    /// A multipart object's part sizes, in order (for `?partNumber=`); empty for any other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_sizes: Vec<u64>,
+}
+
+/// What S3 stores with an object and serves back on GET and HEAD, besides its type and
+/// disposition: the standard headers the uploader set and its `x-amz-meta-*` pairs. Every
+/// field is optional so that metadata files written before they existed still load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredHeaders {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    /// `Expires`, as an RFC 3339 date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// User metadata (`x-amz-meta-<name>: <value>`), names lower-case.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user: BTreeMap<String, String>,
 }
 
 /// Why a commit did not happen.
@@ -119,12 +149,24 @@ impl Disk {
             tracing::warn!(dir = %root.display(), "another store has this directory open: keeping its temporary files");
             remove_temp_files(&tmp, STALE_TEMP);
         }
-        remove_abandoned_multipart_uploads(&uploads);
+        remove_abandoned_multipart_uploads(&uploads, ABANDONED_UPLOAD);
         Ok(Self { root: root.to_owned(), locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(), _owner: owner })
     }
 
     pub fn bucket_exists(&self, bucket: &str) -> bool {
         is_plain_name(bucket) && self.root.join(bucket).is_dir()
+    }
+
+    /// When the bucket's directory was made (its last change where the file system keeps no
+    /// birth time).
+    pub fn bucket_created(&self, bucket: &str) -> Option<std::time::SystemTime> {
+        let meta = std::fs::metadata(self.root.join(bucket)).ok()?;
+        meta.created().or_else(|_| meta.modified()).ok()
+    }
+
+    /// The directory holding one directory per multipart upload in progress.
+    pub fn uploads_root(&self) -> PathBuf {
+        self.root.join(".uploads")
     }
 
     pub fn buckets(&self) -> io::Result<Vec<String>> {
@@ -158,8 +200,14 @@ impl Disk {
         &self.locks[stripe]
     }
 
-    /// Streams `body` into a new temporary file, hashing as it goes.
-    pub async fn write_temp<S, E>(&self, mut body: S, mut inspect: impl FnMut(&[u8])) -> Result<Written, WriteError<E>>
+    /// Streams `body` into a new temporary file, hashing as it goes; gives up (removing the
+    /// file) as soon as more than `limit` bytes arrived, whatever the body's framing.
+    pub async fn write_temp<S, E>(
+        &self,
+        mut body: S,
+        limit: u64,
+        mut inspect: impl FnMut(&[u8]),
+    ) -> Result<Written, WriteError<E>>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
     {
@@ -171,10 +219,13 @@ impl Disk {
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(WriteError::Body)?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(WriteError::TooLarge);
+            }
             md5.update(&chunk);
             inspect(&chunk);
             out.write_all(&chunk).await.map_err(WriteError::Io)?;
-            size += chunk.len() as u64;
         }
         out.flush().await.map_err(WriteError::Io)?;
         out.get_ref().sync_data().await.map_err(WriteError::Io)?;
@@ -436,18 +487,23 @@ fn remove_unnamed_blobs(bucket_dir: &Path) {
     }
 }
 
-/// Multipart uploads nobody completed or aborted for a week are dropped with their parts
-/// (the lifecycle rule S3 users set with AbortIncompleteMultipartUpload).
-fn remove_abandoned_multipart_uploads(uploads: &Path) {
-    const ABANDONED: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-    let Ok(entries) = std::fs::read_dir(uploads) else { return };
+/// How long a multipart upload may see no activity (no part arriving) before it counts as
+/// abandoned, unless configured otherwise: S3 users set the same with an
+/// AbortIncompleteMultipartUpload lifecycle rule.
+pub const ABANDONED_UPLOAD: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Drops, with their parts, the multipart uploads whose directory did not change for `age`
+/// (a part's arrival renames a file into it); returns how many.
+pub fn remove_abandoned_multipart_uploads(uploads: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(uploads) else { return 0 };
+    let mut removed = 0;
     for entry in entries.flatten() {
-        let old =
-            entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > ABANDONED));
-        if old {
-            let _ = std::fs::remove_dir_all(entry.path());
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a > age));
+        if old && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
         }
     }
+    removed
 }
 
 /// Bucket names come from the URL path: refuse anything that is not one plain component.
@@ -459,6 +515,8 @@ fn is_plain_name(name: &str) -> bool {
 pub enum WriteError<E> {
     Io(io::Error),
     Body(E),
+    /// The body went past the write's limit.
+    TooLarge,
 }
 
 #[cfg(test)]
@@ -479,6 +537,9 @@ mod tests {
             last_modified: chrono::Utc::now(),
             blob: String::new(),
             sealed: false,
+            headers: StoredHeaders::default(),
+            upload_id: None,
+            part_sizes: Vec::new(),
         }
     }
 
@@ -487,7 +548,7 @@ mod tests {
     }
 
     async fn put(disk: &Disk, key: &str, body: &'static [u8]) -> Result<ObjectMeta, CommitError<()>> {
-        let written = disk.write_temp(chunks(&[body]), |_| {}).await.ok().unwrap();
+        let written = disk.write_temp(chunks(&[body]), u64::MAX, |_| {}).await.ok().unwrap();
         disk.commit("b", meta(key, written.size), written.file, any).await
     }
 
@@ -503,7 +564,7 @@ mod tests {
     async fn traversal_keys_stay_inside_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let disk = Disk::open(&dir.path().join("store"), "b").unwrap();
-        let written = disk.write_temp(chunks(&[b"x"]), |_| {}).await.ok().unwrap();
+        let written = disk.write_temp(chunks(&[b"x"]), u64::MAX, |_| {}).await.ok().unwrap();
         let key = "../../../escape";
         let stored = disk.commit("b", meta(key, 1), written.file, any).await.unwrap();
         assert!(disk.blob_path("b", &stored).starts_with(dir.path().join("store/b")));
@@ -516,9 +577,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = Disk::open(dir.path(), "b").unwrap();
         let body = futures::stream::iter(vec![Ok(Bytes::from_static(b"half")), Err(io::Error::other("cut"))]);
-        assert!(disk.write_temp(body, |_| {}).await.is_err());
+        assert!(disk.write_temp(body, u64::MAX, |_| {}).await.is_err());
         assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
         assert!(disk.list("b").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_refused_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), "b").unwrap();
+        let refused = disk.write_temp(chunks(&[b"12345", b"6"]), 5, |_| {}).await;
+        assert!(matches!(refused, Err(WriteError::TooLarge)));
+        assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
+        let exact = disk.write_temp(chunks(&[b"123", b"45"]), 5, |_| {}).await.ok().unwrap();
+        assert_eq!(exact.size, 5);
     }
 
     #[tokio::test]
@@ -527,7 +599,7 @@ mod tests {
         let disk = Disk::open(dir.path(), "b").unwrap();
         for body in [&b"one"[..], &b"second"[..]] {
             let static_body: &'static [u8] = if body.len() == 3 { b"one" } else { b"second" };
-            let written = disk.write_temp(chunks(&[static_body]), |_| {}).await.ok().unwrap();
+            let written = disk.write_temp(chunks(&[static_body]), u64::MAX, |_| {}).await.ok().unwrap();
             disk.commit("b", meta("k", written.size), written.file, any).await.unwrap();
         }
         let (m, _) = disk.open_object("b", "k").await.unwrap().unwrap();
@@ -574,13 +646,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = Disk::open(dir.path(), "b").unwrap();
         put(&disk, "k", b"first").await.unwrap();
-        let written = disk.write_temp(chunks(&[b"second"]), |_| {}).await.ok().unwrap();
+        let written = disk.write_temp(chunks(&[b"second"]), u64::MAX, |_| {}).await.ok().unwrap();
         let absent = |m: Option<&ObjectMeta>| if m.is_some() { Err("exists") } else { Ok(()) };
         let refused = disk.commit("b", meta("k", 6), written.file, absent).await;
         assert!(matches!(refused, Err(CommitError::Refused("exists"))));
         assert_eq!(read(&disk, "k").await, b"first");
         assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
-        let written = disk.write_temp(chunks(&[b"new"]), |_| {}).await.ok().unwrap();
+        let written = disk.write_temp(chunks(&[b"new"]), u64::MAX, |_| {}).await.ok().unwrap();
         disk.commit("b", meta("other", 3), written.file, absent).await.unwrap();
     }
 
@@ -597,7 +669,7 @@ mod tests {
         for d in [root.clone(), root.join("b"), root.join(".tmp"), root.join(".uploads")] {
             assert_eq!(mode(&d), 0o700, "{}", d.display());
         }
-        let written = disk.write_temp(chunks(&[b"x"]), |_| {}).await.ok().unwrap();
+        let written = disk.write_temp(chunks(&[b"x"]), u64::MAX, |_| {}).await.ok().unwrap();
         assert_eq!(mode(written.file.path()), 0o600, "temporary file");
         let stored = disk.commit("b", meta("k", 1), written.file, any).await.unwrap();
         let blob = disk.blob_path("b", &stored);

@@ -11,7 +11,9 @@
 //! logged as errors ([`quiet_log`]).
 
 mod backend;
+mod copy;
 mod disk;
+mod listing;
 mod local;
 mod multipart;
 mod quiet_log;
@@ -96,6 +98,8 @@ pub struct StoreOptions<'a> {
     /// How long a request body may send nothing before the request is abandoned
     /// (`FERRY_BODY_IDLE_TIMEOUT`).
     pub body_idle_timeout: Duration,
+    /// The largest object the store accepts, however it is uploaded (`FERRY_MAX_FILE_SIZE`).
+    pub max_object_size: u64,
 }
 
 /// An embedded store opened on its directory: Ferry's in-process view of it
@@ -111,7 +115,8 @@ impl EmbeddedStore {
     /// Opens (creating if needed) the store's directory.
     pub fn open(opts: &StoreOptions<'_>) -> std::io::Result<Self> {
         let disk = Arc::new(disk::Disk::open(opts.root, opts.bucket)?);
-        let mut builder = S3ServiceBuilder::new(backend::Backend { disk: disk.clone() });
+        let backend = backend::Backend { disk: disk.clone(), max_object_size: opts.max_object_size };
+        let mut builder = S3ServiceBuilder::new(backend);
         builder.set_auth(SimpleAuth::from_single(opts.access_key_id, opts.secret_access_key.expose()));
         builder.set_access(Access { public_read: opts.public_read });
         Ok(Self {
@@ -275,6 +280,7 @@ mod tests {
             secret_access_key: &Secret::new("secret"),
             public_read: false,
             body_idle_timeout: Duration::from_secs(5),
+            max_object_size: u64::MAX,
         })
         .unwrap()
     }

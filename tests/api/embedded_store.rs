@@ -119,9 +119,21 @@ async fn the_store_answers_cors_preflights_for_allowed_origins_only(backend: Bac
 /// delete, and a wrong secret refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_uses_the_embedded_store_like_any_s3() {
+    run_boto3("boto3_roundtrip.py").await;
+}
+
+/// The operations tools rely on, each checked through boto3 (`tests/clients/boto3_s3_api.py`
+/// names them): buckets, metadata, conditional reads and writes, copies, listings, batch
+/// deletes, ListParts, ListMultipartUploads, a repeated completion, and 501 for the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_finds_the_s3_operations_tools_rely_on() {
+    run_boto3("boto3_s3_api.py").await;
+}
+
+async fn run_boto3(script: &str) {
     let app = spawn_app(Backend::Sqlite).await;
     let secret = std::fs::read_to_string(app.data_dir.path().join(".ferry-secret")).unwrap();
-    let script = format!("{}/tests/clients/boto3_roundtrip.py", env!("CARGO_MANIFEST_DIR"));
+    let script = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let endpoint = format!("http://{}", app.store_addr.unwrap());
     let output = tokio::process::Command::new("python3")
         .args([script.as_str(), endpoint.as_str(), "ferry", "ferry", secret.trim()])

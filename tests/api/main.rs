@@ -23,4 +23,5 @@ mod pooler;
 mod postgres;
 mod presigned;
 mod s3_compat;
+mod s3_tools;
 mod webhooks;
