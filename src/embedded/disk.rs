@@ -149,7 +149,6 @@ impl Disk {
             tracing::warn!(dir = %root.display(), "another store has this directory open: keeping its temporary files");
             remove_temp_files(&tmp, STALE_TEMP);
         }
-        remove_abandoned_multipart_uploads(&uploads, ABANDONED_UPLOAD);
         Ok(Self { root: root.to_owned(), locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(), _owner: owner })
     }
 
@@ -487,13 +486,10 @@ fn remove_unnamed_blobs(bucket_dir: &Path) {
     }
 }
 
-/// How long a multipart upload may see no activity (no part arriving) before it counts as
-/// abandoned, unless configured otherwise: S3 users set the same with an
-/// AbortIncompleteMultipartUpload lifecycle rule.
-pub const ABANDONED_UPLOAD: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// Drops, with their parts, the multipart uploads whose directory did not change for `age`
-/// (a part's arrival renames a file into it); returns how many.
+/// Multipart uploads nobody completed or aborted, removed with their parts by the sweep after
+/// `FERRY_SWEEP_MULTIPART_AGE` (what S3 users set with an AbortIncompleteMultipartUpload
+/// lifecycle rule): those whose directory did not change for `age` (each part's arrival
+/// renames a file into it). Returns how many.
 pub fn remove_abandoned_multipart_uploads(uploads: &Path, age: std::time::Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(uploads) else { return 0 };
     let mut removed = 0;

@@ -96,4 +96,16 @@ impl ObjectStore for LocalObjects {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
         self.signer.abort_multipart(key, upload_id).await
     }
+
+    async fn remove_abandoned_multipart(&self, age: Duration) -> Result<u64, StoreError> {
+        let uploads = self.disk.uploads_root();
+        let removed =
+            tokio::task::spawn_blocking(move || super::disk::remove_abandoned_multipart_uploads(&uploads, age))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("embedded store: {e}")))?;
+        if removed > 0 {
+            tracing::info!(removed, "removed abandoned multipart uploads from the embedded store");
+        }
+        Ok(removed as u64)
+    }
 }

@@ -84,6 +84,13 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<(), StoreError>;
     /// Abandons a multipart upload and its parts.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
+    /// Removes the multipart uploads (and their parts) that received nothing for `age`;
+    /// returns how many. Only the embedded store does anything here: a bucket elsewhere has
+    /// its own lifecycle rules (AbortIncompleteMultipartUpload) for this.
+    async fn remove_abandoned_multipart(&self, age: std::time::Duration) -> Result<u64, StoreError> {
+        let _ = age;
+        Ok(0)
+    }
 }
 
 /// Everything but RFC 5987's `attr-char` is percent-encoded in `filename*`.

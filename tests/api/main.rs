@@ -24,4 +24,5 @@ mod postgres;
 mod presigned;
 mod s3_compat;
 mod s3_tools;
+mod store_limits;
 mod webhooks;
