@@ -637,6 +637,25 @@ mod tests {
         assert_eq!(loaded.blob, stored.blob);
     }
 
+    #[test]
+    fn metadata_files_of_older_versions_load_and_new_fields_round_trip() {
+        // As the previous version wrote it: no headers, no upload id, no part sizes.
+        let old = r#"{"key":"k","size":1,"etag":"ab","content_type":"text/plain","content_disposition":null,
+            "last_modified":"2025-01-01T00:00:00Z","blob":"h.u","sealed":true}"#;
+        let loaded: ObjectMeta = serde_json::from_str(old).unwrap();
+        assert!(loaded.sealed && loaded.headers == StoredHeaders::default());
+        assert!(loaded.upload_id.is_none() && loaded.part_sizes.is_empty());
+
+        let mut full = meta("k", 1);
+        full.headers.cache_control = Some("no-cache".into());
+        full.headers.user.insert("colour".into(), "blue".into());
+        full.upload_id = Some("u".into());
+        full.part_sizes = vec![5, 1];
+        let again: ObjectMeta = serde_json::from_slice(&serde_json::to_vec(&full).unwrap()).unwrap();
+        assert_eq!(again.headers, full.headers);
+        assert_eq!((again.upload_id, again.part_sizes), (full.upload_id, full.part_sizes));
+    }
+
     #[tokio::test]
     async fn a_refused_condition_keeps_the_previous_object() {
         let dir = tempfile::tempdir().unwrap();

@@ -59,6 +59,13 @@ async fn a_confirmed_object_cannot_be_replaced_but_can_be_deleted(backend: Backe
     let create = CreateMultipartUpload::new(&bucket, Some(&creds), key).sign(MINUTE);
     let started = app.http.post(create).send().await.unwrap();
     assert_eq!(started.status(), StatusCode::PRECONDITION_FAILED);
+    // Nor can another object be copied over it, nor can it be copied onto itself.
+    assert_eq!(signed_put(&app, "other.txt", b"other", &[]).await, StatusCode::OK);
+    let copy_other = [("x-amz-copy-source", "ferry/other.txt")];
+    assert_eq!(signed_put(&app, key, b"", &copy_other).await, StatusCode::PRECONDITION_FAILED);
+    let source = format!("ferry/{key}");
+    let copy_self = [("x-amz-copy-source", source.as_str()), ("x-amz-metadata-directive", "REPLACE")];
+    assert_eq!(signed_put(&app, key, b"", &copy_self).await, StatusCode::PRECONDITION_FAILED);
     assert_eq!(app.download_as("user_123", id).await, b"corrected");
     let again = app.confirm(key).await;
     assert_eq!(again.status, StatusCode::OK, "a repeated confirm still succeeds: {}", again.body);
