@@ -18,6 +18,7 @@ mod local;
 mod multipart;
 mod quiet_log;
 mod s3_api;
+mod vhost;
 
 pub use local::LocalObjects;
 
@@ -100,6 +101,9 @@ pub struct StoreOptions<'a> {
     pub body_idle_timeout: Duration,
     /// The largest object the store accepts, however it is uploaded (`FERRY_MAX_FILE_SIZE`).
     pub max_object_size: u64,
+    /// The store's host names (that of `FERRY_STORE_PUBLIC_URL`): `<bucket>.<name>` addresses
+    /// the bucket virtual-hosted style; `localhost` always works.
+    pub host_names: Vec<String>,
 }
 
 /// An embedded store opened on its directory: Ferry's in-process view of it
@@ -119,6 +123,7 @@ impl EmbeddedStore {
         let mut builder = S3ServiceBuilder::new(backend);
         builder.set_auth(SimpleAuth::from_single(opts.access_key_id, opts.secret_access_key.expose()));
         builder.set_access(Access { public_read: opts.public_read });
+        builder.set_host(vhost::StoreHost::new(&opts.host_names));
         Ok(Self {
             disk,
             bucket: opts.bucket.to_owned(),
@@ -305,6 +310,7 @@ mod tests {
             public_read: false,
             body_idle_timeout: Duration::from_secs(5),
             max_object_size: u64::MAX,
+            host_names: Vec::new(),
         })
         .unwrap()
     }

@@ -222,6 +222,7 @@ async fn a_stalled_body_is_cut_off_and_leaves_nothing() {
         public_read: false,
         body_idle_timeout: Duration::from_secs(1),
         max_object_size: u64::MAX,
+        host_names: Vec::new(),
     };
     let router = ferry::embedded::router(&options, &[]).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
