@@ -13,6 +13,7 @@
 mod backend;
 mod copy;
 mod disk;
+mod edge;
 mod listing;
 mod local;
 mod multipart;
@@ -160,14 +161,16 @@ pub fn router(opts: &StoreOptions<'_>, cors_origins: &[String]) -> std::io::Resu
 
 /// Lets `s3s` answer, logging its refusals at debug and its failures at error, and adds the
 /// headers every answer of the store carries.
-async fn call(service: &S3Service, logs: &Dispatch, req: axum::extract::Request) -> Response {
+async fn call(service: &S3Service, logs: &Dispatch, mut req: axum::extract::Request) -> Response {
     let method = req.method().clone();
-    if let Some(refused) = refuse_before_s3s(&req) {
+    let request_id = edge::request_id();
+    if let Some(refused) = edge::refuse_before_s3s(&req) {
         log_answer(&method, refused.status(), None, false);
         let mut response = refused.map(Body::new);
         secure_headers(response.headers_mut());
-        return response;
+        return edge::with_request_id(response, &method, &request_id).await;
     }
+    edge::date_as_amz_date(req.headers_mut());
     let answer = quiet_log::NOTE
         .scope(RefCell::new(None), async {
             quiet_log::REPORTED
@@ -190,25 +193,7 @@ async fn call(service: &S3Service, logs: &Dispatch, req: axum::extract::Request)
         }
     };
     secure_headers(response.headers_mut());
-    response
-}
-
-/// The longest a presigned URL may stay valid on S3 (seven days): `s3s` checks a URL's
-/// expiry but not this bound, so a URL signed for a year would otherwise work for a year.
-const MAX_PRESIGNED_EXPIRY: u64 = 604_800;
-
-/// What the store refuses before `s3s` sees the request, answered as S3 answers it.
-fn refuse_before_s3s(req: &axum::extract::Request) -> Option<s3s::HttpResponse> {
-    let query = req.uri().query()?;
-    let expires = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "X-Amz-Expires")?.1;
-    if expires.parse::<u64>().is_ok_and(|seconds| seconds <= MAX_PRESIGNED_EXPIRY) {
-        return None;
-    }
-    let err = s3s::S3Error::with_message(
-        s3s::S3ErrorCode::AuthorizationQueryParametersError,
-        "X-Amz-Expires must be less than a week (in seconds) that is 604800",
-    );
-    err.to_http_response().ok()
+    edge::with_request_id(response, &method, &request_id).await
 }
 
 /// How loud an answer is: a client's mistake (4xx: a missing or wrong signature, an expired

@@ -24,5 +24,6 @@ mod postgres;
 mod presigned;
 mod s3_compat;
 mod s3_tools;
+mod store_auth;
 mod store_limits;
 mod webhooks;
