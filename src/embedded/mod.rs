@@ -34,7 +34,6 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::auth::SimpleAuth;
 use s3s::dto::{GetObjectInput, HeadObjectInput};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Request, S3Result, s3_error};
@@ -90,6 +89,24 @@ impl S3Access for Access {
     }
 }
 
+/// The store's one key pair. An unknown access key is S3's `403 InvalidAccessKeyId` (s3s's
+/// `SimpleAuth` answers `NotSignedUp`, which tools do not explain to their users).
+struct StoreAuth {
+    access_key_id: String,
+    secret: s3s::auth::SecretKey,
+}
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for StoreAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
+        if access_key == self.access_key_id {
+            Ok(self.secret.clone())
+        } else {
+            Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
+        }
+    }
+}
+
 /// Settings of one embedded store.
 pub struct StoreOptions<'a> {
     pub root: &'a Path,
@@ -122,7 +139,10 @@ impl EmbeddedStore {
         let disk = Arc::new(disk::Disk::open(opts.root, opts.bucket)?);
         let backend = backend::Backend { disk: disk.clone(), max_object_size: opts.max_object_size };
         let mut builder = S3ServiceBuilder::new(backend);
-        builder.set_auth(SimpleAuth::from_single(opts.access_key_id, opts.secret_access_key.expose()));
+        builder.set_auth(StoreAuth {
+            access_key_id: opts.access_key_id.to_owned(),
+            secret: opts.secret_access_key.expose().into(),
+        });
         builder.set_access(Access { public_read: opts.public_read });
         builder.set_host(vhost::StoreHost::new(&opts.host_names));
         Ok(Self {

@@ -1,5 +1,5 @@
 //! Authentication details of the embedded store as S3 has them: SigV4 dated by `Date` instead
-//! of `X-Amz-Date`, and a request id in every answer and in every error body.
+//! of `X-Amz-Date`, a request id in every answer and in every error body, and S3's error codes.
 
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
@@ -77,4 +77,31 @@ async fn every_answer_names_its_request_and_error_bodies_carry_the_same_id() {
     let other = missing.headers()["x-amz-request-id"].to_str().unwrap().to_owned();
     assert_ne!(other, id, "each request its own id");
     assert!(missing.text().await.unwrap().contains(&format!("<RequestId>{other}</RequestId>")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_carry_the_error_codes_s3_uses() {
+    use rusty_s3::S3Action;
+    let app = spawn_app(Backend::Sqlite).await;
+    let (bucket, creds) = app.store_bucket();
+    let minute = std::time::Duration::from_secs(60);
+    let code = |body: String| body.split("<Code>").nth(1).and_then(|c| c.split('<').next()).unwrap_or("").to_owned();
+
+    let stranger = rusty_s3::Credentials::new("someone-else", creds.secret());
+    let refused = app.http.get(bucket.get_object(Some(&stranger), "k").sign(minute)).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(code(refused.text().await.unwrap()), "InvalidAccessKeyId");
+
+    let put = |md5: &'static str| {
+        let url = bucket.put_object(Some(&creds), "digest.txt").sign(minute);
+        app.http.put(url).header("content-md5", md5).body("hello").send()
+    };
+    let malformed = put("not base64!").await.unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(code(malformed.text().await.unwrap()), "InvalidDigest");
+    // The MD5 of "goodbye", well formed but not this body's.
+    let wrong = put("afqrYmg1ApVVDefVh7wyPQ==").await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(code(wrong.text().await.unwrap()), "BadDigest");
+    assert!(!app.object_exists("digest.txt").await);
 }
