@@ -207,6 +207,42 @@ pub(super) fn stored_headers(
         content_language,
         expires: expires.and_then(rfc3339),
         user: metadata.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        checksums: Default::default(),
+    }
+}
+
+/// The checksums a PUT computed (only those the client asked for, all verified), to keep.
+pub(super) fn checksums_to_keep(computed: &Checksum) -> std::collections::BTreeMap<String, String> {
+    [
+        ("crc32", &computed.checksum_crc32),
+        ("crc32c", &computed.checksum_crc32c),
+        ("sha1", &computed.checksum_sha1),
+        ("sha256", &computed.checksum_sha256),
+        ("crc64nvme", &computed.checksum_crc64nvme),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+    .collect()
+}
+
+/// The stored checksums, answered when a GET or HEAD of the whole object asks for them
+/// (`x-amz-checksum-mode: ENABLED`).
+pub(super) fn served_checksums(
+    mode: Option<&ChecksumMode>,
+    whole_object: bool,
+    stored: &std::collections::BTreeMap<String, String>,
+) -> Checksum {
+    let wanted = whole_object && mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
+    let get = |name: &str| stored.get(name).filter(|_| wanted).cloned();
+    // A single PUT's checksums are of the full object (multipart objects keep none).
+    let any = wanted && !stored.is_empty();
+    Checksum {
+        checksum_crc32: get("crc32"),
+        checksum_crc32c: get("crc32c"),
+        checksum_sha1: get("sha1"),
+        checksum_sha256: get("sha256"),
+        checksum_crc64nvme: get("crc64nvme"),
+        checksum_type: any.then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
     }
 }
 

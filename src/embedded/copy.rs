@@ -77,13 +77,14 @@ pub async fn copy_object(
     let stream = ReaderStream::with_capacity(file, READ_CHUNK);
     let written = backend.disk.write_temp(Box::pin(stream), limit, |_| {}).await.map_err(write_failed)?;
     let (content_type, content_disposition, headers) = if replace {
-        let headers = stored_headers(
+        let mut headers = stored_headers(
             input.cache_control,
             input.content_encoding,
             input.content_language,
             input.expires.as_ref(),
             input.metadata,
         );
+        headers.checksums = source.headers.checksums; // the same bytes
         (input.content_type, input.content_disposition.filter(|_| keep_disposition), headers)
     } else {
         (source.content_type, source.content_disposition, source.headers)

@@ -67,6 +67,10 @@ pub struct StoredHeaders {
     /// User metadata (`x-amz-meta-<name>: <value>`), names lower-case.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub user: BTreeMap<String, String>,
+    /// The whole object's checksums the uploader sent and the store verified, by algorithm
+    /// (`crc32`, `sha256`, ...), base64 as on the wire: served with `x-amz-checksum-mode`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
 }
 
 /// Why a commit did not happen.

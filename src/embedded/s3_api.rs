@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::backend::*;
-use super::disk::ObjectMeta;
+use super::disk::{ObjectMeta, StoredHeaders};
 use super::listing;
 
 #[async_trait::async_trait]
@@ -79,7 +79,8 @@ impl S3 for Backend {
         let mut hasher = expected_checksums(&req.input);
         let written = self.disk.write_temp(body, limit, |chunk| hasher.update(chunk)).await.map_err(write_failed)?;
         let trailers = req.trailing_headers.as_ref().and_then(s3s::TrailingHeaders::take);
-        check_digests(&req.input, trailers, &hasher.finalize(), &written.md5)?;
+        let computed = hasher.finalize();
+        check_digests(&req.input, trailers, &computed, &written.md5)?;
         if req.input.content_length.is_some_and(|len| len != written.size as i64) {
             return Err(s3_error!(IncompleteBody));
         }
@@ -93,13 +94,16 @@ impl S3 for Backend {
             last_modified: chrono::Utc::now(),
             blob: String::new(),
             sealed: false,
-            headers: stored_headers(
-                input.cache_control,
-                input.content_encoding,
-                input.content_language,
-                input.expires.as_ref(),
-                input.metadata,
-            ),
+            headers: StoredHeaders {
+                checksums: checksums_to_keep(&computed),
+                ..stored_headers(
+                    input.cache_control,
+                    input.content_encoding,
+                    input.content_language,
+                    input.expires.as_ref(),
+                    input.metadata,
+                )
+            },
             upload_id: None,
             part_sizes: Vec::new(),
         };
@@ -148,6 +152,8 @@ impl S3 for Backend {
         file.seek(io::SeekFrom::Start(start)).await.map_err(internal)?;
         let stream = ReaderStream::with_capacity(file.take(len), READ_CHUNK);
         let parts_count = input.part_number.map(|_| parts_count(&meta));
+        let whole = input.range.is_none() && input.part_number.is_none();
+        let checksums = served_checksums(input.checksum_mode.as_ref(), whole, &meta.headers.checksums);
         let served = served_headers(meta.headers.clone());
         let output = GetObjectOutput {
             body: Some(StreamingBlob::wrap(stream.map_err(|e| e))),
@@ -170,6 +176,12 @@ impl S3 for Backend {
             expires: served.expires,
             metadata: served.metadata,
             parts_count,
+            checksum_crc32: checksums.checksum_crc32,
+            checksum_crc32c: checksums.checksum_crc32c,
+            checksum_sha1: checksums.checksum_sha1,
+            checksum_sha256: checksums.checksum_sha256,
+            checksum_crc64nvme: checksums.checksum_crc64nvme,
+            checksum_type: checksums.checksum_type,
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -193,6 +205,8 @@ impl S3 for Backend {
             }
         };
         let requested = input.response_content_disposition.filter(|_| req.credentials.is_some());
+        let checksums =
+            served_checksums(input.checksum_mode.as_ref(), input.part_number.is_none(), &meta.headers.checksums);
         let served = served_headers(meta.headers.clone());
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(len as i64),
@@ -212,6 +226,12 @@ impl S3 for Backend {
             content_language: served.content_language,
             expires: served.expires,
             metadata: served.metadata,
+            checksum_crc32: checksums.checksum_crc32,
+            checksum_crc32c: checksums.checksum_crc32c,
+            checksum_sha1: checksums.checksum_sha1,
+            checksum_sha256: checksums.checksum_sha256,
+            checksum_crc64nvme: checksums.checksum_crc64nvme,
+            checksum_type: checksums.checksum_type,
             ..Default::default()
         }))
     }

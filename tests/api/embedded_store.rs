@@ -124,7 +124,8 @@ async fn boto3_uses_the_embedded_store_like_any_s3() {
 
 /// The operations tools rely on, each checked through boto3 (`tests/clients/boto3_s3_api.py`
 /// names them): buckets, metadata, conditional reads and writes, copies, listings, batch
-/// deletes, ListParts, ListMultipartUploads, a repeated completion, and 501 for the rest.
+/// deletes, ListParts, ListMultipartUploads, a repeated completion, stored checksums, and 501
+/// for the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_finds_the_s3_operations_tools_rely_on() {
     run_boto3("boto3_s3_api.py").await;

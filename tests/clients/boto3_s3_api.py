@@ -4,8 +4,9 @@ Usage: boto3_s3_api.py ENDPOINT BUCKET ACCESS_KEY SECRET_KEY
 Each check is a function named after what it shows; the first failure exits non-zero with a
 traceback naming it.
 """
+import base64
 import datetime
-import io
+import hashlib
 import sys
 
 import boto3
@@ -177,6 +178,21 @@ def a_multipart_upload_lists_its_parts_and_completes_twice_alike():
                     MultipartUpload=done)[1] == "NoSuchUpload"
 
 
+def stored_checksums_are_returned_when_asked():
+    body = b"checked bytes"
+    s3.put_object(Bucket=bucket, Key="sum/a", Body=body, ChecksumAlgorithm="SHA256")
+    expected = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    head = s3.head_object(Bucket=bucket, Key="sum/a", ChecksumMode="ENABLED")
+    assert head.get("ChecksumSHA256") == expected, head
+    got = s3.get_object(Bucket=bucket, Key="sum/a", ChecksumMode="ENABLED")
+    assert got.get("ChecksumSHA256") == expected and got["Body"].read() == body, got
+    # Not for a range (it would not match the bytes sent), nor unasked.
+    ranged = s3.get_object(Bucket=bucket, Key="sum/a", ChecksumMode="ENABLED", Range="bytes=0-3")
+    assert "ChecksumSHA256" not in ranged and ranged["Body"].read() == body[:4], ranged
+    raw = s3.head_object(Bucket=bucket, Key="sum/a")
+    assert "ChecksumSHA256" not in raw, raw
+
+
 def unsupported_operations_answer_not_implemented():
     for call, kwargs in (
         (s3.get_bucket_versioning, {}),
@@ -197,6 +213,7 @@ for check in (
     listings_page_group_and_encode,
     delete_objects_is_verbose_or_quiet,
     a_multipart_upload_lists_its_parts_and_completes_twice_alike,
+    stored_checksums_are_returned_when_asked,
     unsupported_operations_answer_not_implemented,
 ):
     print(check.__name__, flush=True)
