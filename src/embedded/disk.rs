@@ -23,6 +23,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use super::index::Index;
+
 /// What the store keeps about one object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObjectMeta {
@@ -118,6 +120,9 @@ pub struct Written {
 
 pub struct Disk {
     root: PathBuf,
+    /// The listing index, opened (and settled, and built for stores made before it existed)
+    /// on first use: see `index.rs`.
+    index: tokio::sync::OnceCell<Index>,
     /// Serialises commits and deletes of the same key (striped by hash).
     locks: Vec<Mutex<()>>,
     /// `<root>/.lock`, locked exclusively while this store owns the directory (kept open for
@@ -153,7 +158,12 @@ impl Disk {
             tracing::warn!(dir = %root.display(), "another store has this directory open: keeping its temporary files");
             remove_temp_files(&tmp, STALE_TEMP);
         }
-        Ok(Self { root: root.to_owned(), locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(), _owner: owner })
+        Ok(Self {
+            root: root.to_owned(),
+            index: tokio::sync::OnceCell::new(),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            _owner: owner,
+        })
     }
 
     pub fn bucket_exists(&self, bucket: &str) -> bool {
@@ -193,7 +203,7 @@ impl Disk {
         self.root.join(bucket).join(&hash[..2])
     }
 
-    fn meta_path(&self, bucket: &str, key: &str) -> (PathBuf, String) {
+    pub(super) fn meta_path(&self, bucket: &str, key: &str) -> (PathBuf, String) {
         let hash = Self::hash(key);
         (self.object_dir(bucket, &hash).join(format!("{hash}.json")), hash)
     }
@@ -253,6 +263,8 @@ impl Disk {
             return Err(CommitError::Sealed);
         }
         check(previous.as_ref()).map_err(CommitError::Refused)?;
+        let index = self.index().await?;
+        index.mark_pending(bucket, &meta.key).await?;
         create_private_dir_all(&dir).await?;
         meta.sealed = false;
         meta.blob = format!("{hash}.{}", Uuid::new_v4().simple());
@@ -260,8 +272,10 @@ impl Disk {
         file.committed = true;
         if let Err(e) = self.write_meta(&meta_path, &meta).await {
             let _ = tokio::fs::remove_file(dir.join(&meta.blob)).await;
+            settle(index, bucket, &meta.key, previous.as_ref()).await;
             return Err(e.into());
         }
+        settle(index, bucket, &meta.key, Some(&meta)).await;
         if let Some(previous) = previous {
             let _ = tokio::fs::remove_file(dir.join(previous.blob)).await;
         }
@@ -334,13 +348,39 @@ impl Disk {
         let Some(meta) = self.read_meta_at(&meta_path).await? else {
             return Ok(false);
         };
-        tokio::fs::remove_file(&meta_path).await?;
+        let index = self.index().await?;
+        index.mark_pending(bucket, key).await?;
+        if let Err(e) = tokio::fs::remove_file(&meta_path).await {
+            settle(index, bucket, key, Some(&meta)).await;
+            return Err(e);
+        }
+        settle(index, bucket, key, None).await;
         let _ = tokio::fs::remove_file(self.object_dir(bucket, &hash).join(meta.blob)).await;
         Ok(true)
     }
 
-    /// Every object's metadata in a bucket, sorted by key.
-    pub async fn list(&self, bucket: &str) -> io::Result<Vec<ObjectMeta>> {
+    /// The listing index, opened on first use: rows a crash left pending are settled from the
+    /// metadata files, and a bucket made before the index existed is indexed once.
+    pub async fn index(&self) -> io::Result<&Index> {
+        self.index
+            .get_or_try_init(|| async {
+                let index = Index::open(&self.root.join(".index.sqlite")).await?;
+                for bucket in list_dirs(&self.root) {
+                    if !index.is_built(&bucket).await? {
+                        tracing::info!(%bucket, "building the embedded store's listing index");
+                        index.build(&bucket, self.scan(&bucket).await?).await?;
+                    }
+                }
+                for (bucket, key) in index.pending().await? {
+                    index.settle(&bucket, &key, self.meta(&bucket, &key).await?.as_ref()).await?;
+                }
+                Ok(index)
+            })
+            .await
+    }
+
+    /// Every object's metadata in a bucket, read from every metadata file (to build the index).
+    async fn scan(&self, bucket: &str) -> io::Result<Vec<ObjectMeta>> {
         let mut metas = Vec::new();
         let mut shards = tokio::fs::read_dir(self.root.join(bucket)).await?;
         while let Some(shard) = shards.next_entry().await? {
@@ -356,7 +396,6 @@ impl Disk {
                 }
             }
         }
-        metas.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(metas)
     }
 
@@ -506,6 +545,14 @@ pub fn remove_abandoned_multipart_uploads(uploads: &Path, age: std::time::Durati
     removed
 }
 
+/// Brings a key's row up to date after its metadata file changed (or failed to). A failure
+/// leaves the row pending, which listings resolve by reading the file: still correct.
+async fn settle(index: &Index, bucket: &str, key: &str, meta: Option<&ObjectMeta>) {
+    if let Err(e) = index.settle(bucket, key, meta).await {
+        tracing::warn!(error = %e, "embedded store: listing index not updated (the key stays pending)");
+    }
+}
+
 /// Bucket names come from the URL path: refuse anything that is not one plain component.
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\'])
@@ -520,14 +567,14 @@ pub enum WriteError<E> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + Unpin {
         futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
     }
 
-    fn meta(key: &str, size: u64) -> ObjectMeta {
+    pub fn meta(key: &str, size: u64) -> ObjectMeta {
         ObjectMeta {
             key: key.into(),
             size,
@@ -579,7 +626,7 @@ mod tests {
         let body = futures::stream::iter(vec![Ok(Bytes::from_static(b"half")), Err(io::Error::other("cut"))]);
         assert!(disk.write_temp(body, u64::MAX, |_| {}).await.is_err());
         assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
-        assert!(disk.list("b").await.unwrap().is_empty());
+        assert!(super::super::listing::page(&disk, "b", "", None, "", 10).await.unwrap().objects.is_empty());
     }
 
     #[tokio::test]

@@ -63,12 +63,9 @@ impl ObjectStore for LocalObjects {
 
     async fn list(&self, continuation: Option<&str>) -> Result<ListPage, StoreError> {
         let after = continuation.unwrap_or_default();
-        let all = self.disk.list(&self.bucket).await.map_err(io_error)?;
-        let mut rest = all.into_iter().filter(|m| m.key.as_str() > after);
-        let objects: Vec<ListedObject> =
-            rest.by_ref().take(PAGE).map(|m| ListedObject { key: m.key, size: m.size }).collect();
-        let next = if rest.next().is_some() { objects.last().map(|o| o.key.clone()) } else { None };
-        Ok(ListPage { objects, next })
+        let page = super::listing::page(&self.disk, &self.bucket, "", None, after, PAGE).await.map_err(io_error)?;
+        let objects = page.objects.into_iter().map(|m| ListedObject { key: m.key, size: m.size }).collect();
+        Ok(ListPage { objects, next: page.next })
     }
 
     async fn health(&self) -> Result<(), StoreError> {

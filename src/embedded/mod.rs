@@ -14,6 +14,7 @@ mod backend;
 mod copy;
 mod disk;
 mod edge;
+mod index;
 mod listing;
 mod local;
 mod multipart;

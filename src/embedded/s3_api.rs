@@ -283,14 +283,16 @@ impl S3 for Backend {
         self.bucket(&input.bucket)?;
         let max_keys = listing::max_keys(input.max_keys)?;
         let encoder = listing::Encoder::new(input.encoding_type.as_ref())?;
-        let all = self.disk.list(&input.bucket).await.map_err(internal)?;
         let page = listing::page(
-            all,
+            &self.disk,
+            &input.bucket,
             input.prefix.as_deref().unwrap_or_default(),
             input.delimiter.as_deref(),
             input.marker.as_deref().unwrap_or_default(),
             max_keys,
-        );
+        )
+        .await
+        .map_err(internal)?;
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
             prefix: Some(encoder.text(input.prefix.unwrap_or_default())),
@@ -316,14 +318,16 @@ impl S3 for Backend {
             Some(token) => listing::untoken(token)?,
             None => input.start_after.clone().unwrap_or_default(),
         };
-        let all = self.disk.list(&input.bucket).await.map_err(internal)?;
         let page = listing::page(
-            all,
+            &self.disk,
+            &input.bucket,
             input.prefix.as_deref().unwrap_or_default(),
             input.delimiter.as_deref(),
             &after,
             max_keys,
-        );
+        )
+        .await
+        .map_err(internal)?;
         let key_count = page.objects.len() + page.prefixes.len();
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
