@@ -305,7 +305,8 @@ pub async fn list_parts(backend: &Backend, input: ListPartsInput) -> S3Result<S3
     }))
 }
 
-/// The uploads in progress in a bucket, by key then upload id, after the markers.
+/// The uploads in progress in a bucket, by key then upload id, after the markers, rolled up
+/// into common prefixes by a delimiter.
 pub async fn list_uploads(
     backend: &Backend,
     input: ListMultipartUploadsInput,
@@ -336,22 +337,42 @@ pub async fn list_uploads(
         }
     }
     found.sort();
-    let truncated = found.len() > max;
-    found.truncate(max);
-    let (next_key, next_id) = match found.last().filter(|_| truncated) {
-        Some((key, id, _)) => (Some(key.clone()), Some(id.clone())),
-        None => (None, None),
-    };
-    let uploads = found
-        .into_iter()
-        .map(|(key, id, initiated)| MultipartUpload {
-            key: Some(encoder.text(key)),
-            upload_id: Some(id),
-            initiated: Some(initiated.into()),
-            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
-            ..Default::default()
-        })
-        .collect();
+    // With a delimiter, keys sharing a prefix up to it are one common prefix (as ListObjects).
+    let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
+    let (mut uploads, mut prefixes, mut truncated) = (Vec::new(), Vec::<String>::new(), false);
+    let (mut next_key, mut next_id) = (None, None);
+    for (key, id, initiated) in found {
+        let group =
+            delimiter.and_then(|d| key[prefix.len()..].find(d).map(|i| key[..prefix.len() + i + d.len()].to_owned()));
+        if let Some(common) = &group
+            && (prefixes.last() == Some(common) || *common == key_marker)
+        {
+            continue;
+        }
+        if uploads.len() + prefixes.len() == max {
+            truncated = true;
+            break;
+        }
+        match group {
+            Some(common) => {
+                (next_key, next_id) = (Some(common.clone()), None);
+                prefixes.push(common);
+            }
+            None => {
+                (next_key, next_id) = (Some(key.clone()), Some(id.clone()));
+                uploads.push(MultipartUpload {
+                    key: Some(encoder.text(key)),
+                    upload_id: Some(id),
+                    initiated: Some(initiated.into()),
+                    storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    if !truncated {
+        (next_key, next_id) = (None, None);
+    }
     Ok(S3Response::new(ListMultipartUploadsOutput {
         bucket: Some(input.bucket),
         prefix: Some(encoder.text(prefix)),
@@ -362,6 +383,8 @@ pub async fn list_uploads(
         max_uploads: Some(max as i32),
         is_truncated: Some(truncated),
         uploads: Some(uploads),
+        common_prefixes: Some(encoder.prefixes(prefixes)),
+        delimiter: encoder.opt(input.delimiter),
         encoding_type: input.encoding_type,
         ..Default::default()
     }))

@@ -155,6 +155,11 @@ def a_multipart_upload_lists_its_parts_and_completes_twice_alike():
     uid = upload["UploadId"]
     listed = s3.list_multipart_uploads(Bucket=bucket, Prefix="mp/")
     assert [(u["Key"], u["UploadId"]) for u in listed["Uploads"]] == [("mp/obj", uid)], listed
+    other = s3.create_multipart_upload(Bucket=bucket, Key="mp/sub/deep")["UploadId"]
+    grouped = s3.list_multipart_uploads(Bucket=bucket, Prefix="mp/", Delimiter="/")
+    assert [u["Key"] for u in grouped["Uploads"]] == ["mp/obj"], grouped
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["mp/sub/"], grouped
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp/sub/deep", UploadId=other)
     parts = [b"a" * (5 * MiB), b"b" * 100]
     etags = [s3.upload_part(Bucket=bucket, Key="mp/obj", UploadId=uid, PartNumber=n + 1, Body=p)["ETag"]
              for n, p in enumerate(parts)]
