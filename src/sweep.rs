@@ -30,6 +30,8 @@ pub struct SweepReport {
     pub orphans: Vec<String>,
     /// Half-done deletes finished (or that would be).
     pub finished_deletes: Vec<String>,
+    /// Multipart uploads abandoned in the embedded store and removed (none in a dry run).
+    pub abandoned_multipart: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,7 @@ impl Sweeper {
         self.finish_deletes(dry_run, &mut report).await?;
         self.remove_orphans(dry_run, &mut report).await?;
         if !dry_run {
+            report.abandoned_multipart = self.store.remove_abandoned_multipart(self.cfg.multipart_age).await?;
             // Webhook bookkeeping older than any confirm window is of no further use.
             let keep = self.confirm_grace + self.cfg.margin;
             self.db.prune(now_unix().saturating_sub(keep.as_secs()) as i64).await?;

@@ -817,3 +817,57 @@ mod orphan_blobs {
         super::a_put_killed_between_blob_and_metadata_leaves_no_orphan_blob(super::Backend::Postgres).await
     }
 }
+
+/// The listing index (`embedded/index.rs`) against SIGKILL: PUTs are killed around their commit
+/// (the moment the metadata file and the index change), and after each restart the store's own
+/// listing names exactly the objects a GET can read.
+async fn a_put_killed_around_its_commit_is_listed_if_and_only_if_it_can_be_read(backend: Backend) {
+    let site = Site::new(backend).await;
+    let mut server = site.start(&[]);
+    let mut keys = Vec::new();
+    for attempt in 0..40 {
+        let bytes = random_bytes(2 * MIB);
+        let (url, key) =
+            site.presign("alice", &format!("l{attempt}.bin"), "application/octet-stream", bytes.len()).await;
+        let before = site.tmp_entries();
+        let request = site.http.put(url).header("content-type", "application/octet-stream").body(bytes);
+        let in_flight = tokio::spawn(async move { request.send().await.map(|r| r.status()) });
+        // Kill just as the body has been written (its temporary file is renamed into place).
+        let deadline = Instant::now() + WAIT;
+        let mut writing_seen = false;
+        while !in_flight.is_finished() && Instant::now() < deadline {
+            let writing = site.tmp_entries().iter().any(|p| !before.contains(p));
+            writing_seen |= writing;
+            if writing_seen && !writing {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(50)).await;
+        }
+        server.kill();
+        let _ = in_flight.await.unwrap();
+        server = site.start(&[]);
+        keys.push(key);
+
+        let (bucket, creds) = site.store_bucket();
+        let list = bucket.list_objects_v2(Some(&creds)).sign(Duration::from_secs(60));
+        let listing = site.http.get(list).send().await.unwrap().text().await.unwrap();
+        for key in &keys {
+            let listed = listing.contains(&format!("<Key>{key}</Key>"));
+            let readable = site.object(key).await.is_some();
+            assert_eq!(listed, readable, "{key} after {} kills: listed {listed}, readable {readable}", attempt + 1);
+        }
+    }
+    server.kill();
+}
+
+mod listing_index {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite_a_put_killed_around_its_commit_is_listed_if_and_only_if_it_can_be_read() {
+        super::a_put_killed_around_its_commit_is_listed_if_and_only_if_it_can_be_read(super::Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_a_put_killed_around_its_commit_is_listed_if_and_only_if_it_can_be_read() {
+        super::a_put_killed_around_its_commit_is_listed_if_and_only_if_it_can_be_read(super::Backend::Postgres).await
+    }
+}

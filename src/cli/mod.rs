@@ -207,10 +207,11 @@ async fn run_with_config(command: Command, cfg: Config) -> Result<(), CliError> 
                 println!("{verb} half-deleted {key}");
             }
             println!(
-                "scanned {} objects; {verb} {} orphans; finished {} deletes",
+                "scanned {} objects; {verb} {} orphans; finished {} deletes; removed {} abandoned multipart uploads",
                 report.scanned,
                 report.orphans.len(),
-                report.finished_deletes.len()
+                report.finished_deletes.len(),
+                report.abandoned_multipart
             );
             Ok(())
         }

@@ -31,6 +31,7 @@ pub const JWKS_MAX_STALE: Duration = Duration::from_secs(86_400);
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 pub const SWEEP_DELETE_AGE: Duration = Duration::from_secs(60);
 pub const SWEEP_MARGIN: Duration = Duration::from_secs(300);
+pub const SWEEP_MULTIPART_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Files larger than this go by multipart, from the page and from `ferry upload`: 64 MiB.
 pub const MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;

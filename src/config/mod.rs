@@ -204,6 +204,8 @@ pub struct SweepConfig {
     pub delete_age: Duration,
     /// Cleanup waits this long past an upload's confirm deadline before removing it.
     pub margin: Duration,
+    /// The embedded store's multipart uploads that saw no part for this long are removed.
+    pub multipart_age: Duration,
 }
 
 /// The upload page.
@@ -297,6 +299,7 @@ impl Config {
                 interval: seconds_or(&get, "FERRY_SWEEP_INTERVAL", defaults::SWEEP_INTERVAL)?,
                 delete_age: seconds_or(&get, "FERRY_SWEEP_DELETE_AGE", defaults::SWEEP_DELETE_AGE)?,
                 margin: seconds_or(&get, "FERRY_SWEEP_MARGIN", defaults::SWEEP_MARGIN)?,
+                multipart_age: seconds_or(&get, "FERRY_SWEEP_MULTIPART_AGE", defaults::SWEEP_MULTIPART_AGE)?,
             },
             page: PageConfig {
                 multipart_threshold: parse_or(&get, "FERRY_PAGE_MULTIPART_THRESHOLD", defaults::MULTIPART_THRESHOLD)?,

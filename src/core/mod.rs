@@ -141,6 +141,8 @@ fn open_store(cfg: &Config) -> Result<OpenedStore, CoreError> {
                 secret_access_key: &secret,
                 public_read: cfg.uploads.public_bucket,
                 body_idle_timeout: cfg.limits.body_idle_timeout,
+                max_object_size: cfg.uploads.max_file_size,
+                host_names: s3.public_endpoint.host_str().map(str::to_owned).into_iter().collect(),
             })
             .map_err(|source| CoreError::DataDir { path: root.display().to_string(), source })?;
             tracing::info!(endpoint = %s3.public_endpoint, bucket = %e.bucket, dir = %root.display(), "object store: embedded");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
-use super::disk::{CommitError, Disk, ObjectMeta, WriteError};
+use super::disk::{CommitError, Disk, ObjectMeta, StoredHeaders, WriteError};
 
 /// S3's single-PUT and single-part limit.
 pub(super) const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
@@ -18,6 +18,9 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 
 pub struct Backend {
     pub(super) disk: Arc<Disk>,
+    /// The largest object a PUT, a copy or a completed multipart upload may make
+    /// (`FERRY_MAX_FILE_SIZE`, itself at most S3's 5 TiB; a single PUT also stops at 5 GiB).
+    pub(super) max_object_size: u64,
 }
 
 pub(super) fn internal(e: impl std::fmt::Display) -> S3Error {
@@ -66,6 +69,7 @@ pub(super) fn write_failed<E: std::fmt::Display>(e: WriteError<E>) -> S3Error {
         WriteError::Io(e) => io_failed(e),
         // The client went away or sent a malformed body: nothing was kept.
         WriteError::Body(e) => s3_error!(IncompleteBody, "request body failed: {e}"),
+        WriteError::TooLarge => s3_error!(EntityTooLarge, "the body is larger than this store accepts"),
     }
 }
 
@@ -117,6 +121,152 @@ impl Conditions {
         }
         Ok(())
     }
+}
+
+/// The preconditions of a GET or HEAD, checked as S3 (and RFC 9110 §13.2.2) orders them:
+/// `If-Match` then (without it) `If-Unmodified-Since` fail with 412; `If-None-Match` then
+/// (without it) `If-Modified-Since` answer 304. Dates compare at whole seconds, the precision
+/// of `Last-Modified`.
+#[derive(Debug, Default)]
+pub(super) struct ReadConditions {
+    pub if_match: Option<ETagCondition>,
+    pub if_none_match: Option<ETagCondition>,
+    pub if_modified_since: Option<Timestamp>,
+    pub if_unmodified_since: Option<Timestamp>,
+}
+
+impl ReadConditions {
+    pub fn check(&self, meta: &ObjectMeta) -> S3Result<()> {
+        let modified = meta.last_modified.timestamp();
+        let matches = |condition: &ETagCondition| match condition {
+            ETagCondition::Any => true,
+            ETagCondition::ETag(etag) => etag.value().trim_matches('"') == meta.etag,
+        };
+        if let Some(condition) = &self.if_match {
+            if !matches(condition) {
+                return Err(s3_error!(PreconditionFailed, "If-Match: the object's ETag differs"));
+            }
+        } else if let Some(since) = self.if_unmodified_since.as_ref().and_then(epoch_seconds)
+            && modified > since
+        {
+            return Err(s3_error!(PreconditionFailed, "If-Unmodified-Since: the object changed since"));
+        }
+        if let Some(condition) = &self.if_none_match {
+            if matches(condition) {
+                return Err(not_modified(meta));
+            }
+        } else if let Some(since) = self.if_modified_since.as_ref().and_then(epoch_seconds)
+            && modified <= since
+        {
+            return Err(not_modified(meta));
+        }
+        Ok(())
+    }
+}
+
+/// A 304, which carries the object's ETag and Last-Modified as S3's does.
+fn not_modified(meta: &ObjectMeta) -> S3Error {
+    let mut err = s3_error!(NotModified);
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", meta.etag)) {
+        headers.insert(http::header::ETAG, v);
+    }
+    let date = meta.last_modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    if let Ok(v) = http::HeaderValue::from_str(&date) {
+        headers.insert(http::header::LAST_MODIFIED, v);
+    }
+    err.set_headers(headers);
+    err
+}
+
+/// A timestamp as whole seconds since the epoch (`s3s` keeps its own date type).
+pub(super) fn epoch_seconds(ts: &Timestamp) -> Option<i64> {
+    let mut text = Vec::new();
+    ts.format(TimestampFormat::EpochSeconds, &mut text).ok()?;
+    let text = String::from_utf8(text).ok()?;
+    text.split('.').next()?.parse().ok()
+}
+
+fn rfc3339(ts: &Timestamp) -> Option<String> {
+    let mut text = Vec::new();
+    ts.format(TimestampFormat::DateTime, &mut text).ok()?;
+    String::from_utf8(text).ok()
+}
+
+/// The headers an upload (PutObject, CreateMultipartUpload, a copy with `REPLACE`) sets.
+pub(super) fn stored_headers(
+    cache_control: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    expires: Option<&Timestamp>,
+    metadata: Option<Metadata>,
+) -> StoredHeaders {
+    StoredHeaders {
+        cache_control,
+        content_encoding,
+        content_language,
+        expires: expires.and_then(rfc3339),
+        user: metadata.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        checksums: Default::default(),
+    }
+}
+
+/// The checksums a PUT computed (only those the client asked for, all verified), to keep.
+pub(super) fn checksums_to_keep(computed: &Checksum) -> std::collections::BTreeMap<String, String> {
+    [
+        ("crc32", &computed.checksum_crc32),
+        ("crc32c", &computed.checksum_crc32c),
+        ("sha1", &computed.checksum_sha1),
+        ("sha256", &computed.checksum_sha256),
+        ("crc64nvme", &computed.checksum_crc64nvme),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+    .collect()
+}
+
+/// The stored checksums, answered when a GET or HEAD of the whole object asks for them
+/// (`x-amz-checksum-mode: ENABLED`).
+pub(super) fn served_checksums(
+    mode: Option<&ChecksumMode>,
+    whole_object: bool,
+    stored: &std::collections::BTreeMap<String, String>,
+) -> Checksum {
+    let wanted = whole_object && mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
+    let get = |name: &str| stored.get(name).filter(|_| wanted).cloned();
+    // A single PUT's checksums are of the full object (multipart objects keep none).
+    let any = wanted && !stored.is_empty();
+    Checksum {
+        checksum_crc32: get("crc32"),
+        checksum_crc32c: get("crc32c"),
+        checksum_sha1: get("sha1"),
+        checksum_sha256: get("sha256"),
+        checksum_crc64nvme: get("crc64nvme"),
+        checksum_type: any.then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+    }
+}
+
+/// The stored headers as GET and HEAD answer them.
+pub(super) struct ServedHeaders {
+    pub cache_control: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    pub expires: Option<Timestamp>,
+    pub metadata: Option<Metadata>,
+}
+
+pub(super) fn served_headers(h: StoredHeaders) -> ServedHeaders {
+    ServedHeaders {
+        cache_control: h.cache_control,
+        content_encoding: h.content_encoding,
+        content_language: h.content_language,
+        expires: h.expires.and_then(|e| Timestamp::parse(TimestampFormat::DateTime, &e).ok()),
+        metadata: (!h.user.is_empty()).then(|| h.user.into_iter().collect()),
+    }
+}
+
+pub(super) fn last_modified(meta: &ObjectMeta) -> Timestamp {
+    std::time::SystemTime::from(meta.last_modified).into()
 }
 
 /// The (lower-case) names of the headers a request's SigV4 signature covers: a presigned URL's
@@ -359,6 +509,9 @@ mod tests {
             last_modified: chrono::Utc::now(),
             blob: String::new(),
             sealed: false,
+            headers: StoredHeaders::default(),
+            upload_id: None,
+            part_sizes: Vec::new(),
         }
     }
 

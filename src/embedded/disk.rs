@@ -10,6 +10,7 @@
 //! never replaced again, only deleted. Commits check the seal, and any condition the client
 //! sent (`If-None-Match: *`), under the key's lock, so no HEAD-then-PUT race exists.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use uuid::Uuid;
+
+use super::index::Index;
 
 /// What the store keeps about one object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +40,39 @@ pub struct ObjectMeta {
     /// (Metadata written before sealing existed has no such field: not sealed.)
     #[serde(default)]
     pub sealed: bool,
+    /// The headers it is served with besides type and disposition (none in older files).
+    #[serde(flatten)]
+    pub headers: StoredHeaders,
+    /// The multipart upload that made it, so that a retried CompleteMultipartUpload (its
+    /// answer lost) is answered as the first one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    /// A multipart object's part sizes, in order (for `?partNumber=`); empty for any other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_sizes: Vec<u64>,
+}
+
+/// What S3 stores with an object and serves back on GET and HEAD, besides its type and
+/// disposition: the standard headers the uploader set and its `x-amz-meta-*` pairs. Every
+/// field is optional so that metadata files written before they existed still load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredHeaders {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    /// `Expires`, as an RFC 3339 date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// User metadata (`x-amz-meta-<name>: <value>`), names lower-case.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user: BTreeMap<String, String>,
+    /// The whole object's checksums the uploader sent and the store verified, by algorithm
+    /// (`crc32`, `sha256`, ...), base64 as on the wire: served with `x-amz-checksum-mode`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
 }
 
 /// Why a commit did not happen.
@@ -84,6 +120,9 @@ pub struct Written {
 
 pub struct Disk {
     root: PathBuf,
+    /// The listing index, opened (and settled, and built for stores made before it existed)
+    /// on first use: see `index.rs`.
+    index: tokio::sync::OnceCell<Index>,
     /// Serialises commits and deletes of the same key (striped by hash).
     locks: Vec<Mutex<()>>,
     /// `<root>/.lock`, locked exclusively while this store owns the directory (kept open for
@@ -119,12 +158,28 @@ impl Disk {
             tracing::warn!(dir = %root.display(), "another store has this directory open: keeping its temporary files");
             remove_temp_files(&tmp, STALE_TEMP);
         }
-        remove_abandoned_multipart_uploads(&uploads);
-        Ok(Self { root: root.to_owned(), locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(), _owner: owner })
+        Ok(Self {
+            root: root.to_owned(),
+            index: tokio::sync::OnceCell::new(),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            _owner: owner,
+        })
     }
 
     pub fn bucket_exists(&self, bucket: &str) -> bool {
         is_plain_name(bucket) && self.root.join(bucket).is_dir()
+    }
+
+    /// When the bucket's directory was made (its last change where the file system keeps no
+    /// birth time).
+    pub fn bucket_created(&self, bucket: &str) -> Option<std::time::SystemTime> {
+        let meta = std::fs::metadata(self.root.join(bucket)).ok()?;
+        meta.created().or_else(|_| meta.modified()).ok()
+    }
+
+    /// The directory holding one directory per multipart upload in progress.
+    pub fn uploads_root(&self) -> PathBuf {
+        self.root.join(".uploads")
     }
 
     pub fn buckets(&self) -> io::Result<Vec<String>> {
@@ -148,7 +203,7 @@ impl Disk {
         self.root.join(bucket).join(&hash[..2])
     }
 
-    fn meta_path(&self, bucket: &str, key: &str) -> (PathBuf, String) {
+    pub(super) fn meta_path(&self, bucket: &str, key: &str) -> (PathBuf, String) {
         let hash = Self::hash(key);
         (self.object_dir(bucket, &hash).join(format!("{hash}.json")), hash)
     }
@@ -158,8 +213,14 @@ impl Disk {
         &self.locks[stripe]
     }
 
-    /// Streams `body` into a new temporary file, hashing as it goes.
-    pub async fn write_temp<S, E>(&self, mut body: S, mut inspect: impl FnMut(&[u8])) -> Result<Written, WriteError<E>>
+    /// Streams `body` into a new temporary file, hashing as it goes; gives up (removing the
+    /// file) as soon as more than `limit` bytes arrived, whatever the body's framing.
+    pub async fn write_temp<S, E>(
+        &self,
+        mut body: S,
+        limit: u64,
+        mut inspect: impl FnMut(&[u8]),
+    ) -> Result<Written, WriteError<E>>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
     {
@@ -171,10 +232,13 @@ impl Disk {
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(WriteError::Body)?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(WriteError::TooLarge);
+            }
             md5.update(&chunk);
             inspect(&chunk);
             out.write_all(&chunk).await.map_err(WriteError::Io)?;
-            size += chunk.len() as u64;
         }
         out.flush().await.map_err(WriteError::Io)?;
         out.get_ref().sync_data().await.map_err(WriteError::Io)?;
@@ -199,6 +263,8 @@ impl Disk {
             return Err(CommitError::Sealed);
         }
         check(previous.as_ref()).map_err(CommitError::Refused)?;
+        let index = self.index().await?;
+        index.mark_pending(bucket, &meta.key).await?;
         create_private_dir_all(&dir).await?;
         meta.sealed = false;
         meta.blob = format!("{hash}.{}", Uuid::new_v4().simple());
@@ -206,8 +272,10 @@ impl Disk {
         file.committed = true;
         if let Err(e) = self.write_meta(&meta_path, &meta).await {
             let _ = tokio::fs::remove_file(dir.join(&meta.blob)).await;
+            settle(index, bucket, &meta.key, previous.as_ref()).await;
             return Err(e.into());
         }
+        settle(index, bucket, &meta.key, Some(&meta)).await;
         if let Some(previous) = previous {
             let _ = tokio::fs::remove_file(dir.join(previous.blob)).await;
         }
@@ -280,13 +348,39 @@ impl Disk {
         let Some(meta) = self.read_meta_at(&meta_path).await? else {
             return Ok(false);
         };
-        tokio::fs::remove_file(&meta_path).await?;
+        let index = self.index().await?;
+        index.mark_pending(bucket, key).await?;
+        if let Err(e) = tokio::fs::remove_file(&meta_path).await {
+            settle(index, bucket, key, Some(&meta)).await;
+            return Err(e);
+        }
+        settle(index, bucket, key, None).await;
         let _ = tokio::fs::remove_file(self.object_dir(bucket, &hash).join(meta.blob)).await;
         Ok(true)
     }
 
-    /// Every object's metadata in a bucket, sorted by key.
-    pub async fn list(&self, bucket: &str) -> io::Result<Vec<ObjectMeta>> {
+    /// The listing index, opened on first use: rows a crash left pending are settled from the
+    /// metadata files, and a bucket made before the index existed is indexed once.
+    pub async fn index(&self) -> io::Result<&Index> {
+        self.index
+            .get_or_try_init(|| async {
+                let index = Index::open(&self.root.join(".index.sqlite")).await?;
+                for bucket in list_dirs(&self.root) {
+                    if !index.is_built(&bucket).await? {
+                        tracing::info!(%bucket, "building the embedded store's listing index");
+                        index.build(&bucket, self.scan(&bucket).await?).await?;
+                    }
+                }
+                for (bucket, key) in index.pending().await? {
+                    index.settle(&bucket, &key, self.meta(&bucket, &key).await?.as_ref()).await?;
+                }
+                Ok(index)
+            })
+            .await
+    }
+
+    /// Every object's metadata in a bucket, read from every metadata file (to build the index).
+    async fn scan(&self, bucket: &str) -> io::Result<Vec<ObjectMeta>> {
         let mut metas = Vec::new();
         let mut shards = tokio::fs::read_dir(self.root.join(bucket)).await?;
         while let Some(shard) = shards.next_entry().await? {
@@ -302,7 +396,6 @@ impl Disk {
                 }
             }
         }
-        metas.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(metas)
     }
 
@@ -436,17 +529,27 @@ fn remove_unnamed_blobs(bucket_dir: &Path) {
     }
 }
 
-/// Multipart uploads nobody completed or aborted for a week are dropped with their parts
-/// (the lifecycle rule S3 users set with AbortIncompleteMultipartUpload).
-fn remove_abandoned_multipart_uploads(uploads: &Path) {
-    const ABANDONED: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-    let Ok(entries) = std::fs::read_dir(uploads) else { return };
+/// Multipart uploads nobody completed or aborted, removed with their parts by the sweep after
+/// `FERRY_SWEEP_MULTIPART_AGE` (what S3 users set with an AbortIncompleteMultipartUpload
+/// lifecycle rule): those whose directory did not change for `age` (each part's arrival
+/// renames a file into it). Returns how many.
+pub fn remove_abandoned_multipart_uploads(uploads: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(uploads) else { return 0 };
+    let mut removed = 0;
     for entry in entries.flatten() {
-        let old =
-            entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > ABANDONED));
-        if old {
-            let _ = std::fs::remove_dir_all(entry.path());
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a > age));
+        if old && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
         }
+    }
+    removed
+}
+
+/// Brings a key's row up to date after its metadata file changed (or failed to). A failure
+/// leaves the row pending, which listings resolve by reading the file: still correct.
+async fn settle(index: &Index, bucket: &str, key: &str, meta: Option<&ObjectMeta>) {
+    if let Err(e) = index.settle(bucket, key, meta).await {
+        tracing::warn!(error = %e, "embedded store: listing index not updated (the key stays pending)");
     }
 }
 
@@ -459,17 +562,19 @@ fn is_plain_name(name: &str) -> bool {
 pub enum WriteError<E> {
     Io(io::Error),
     Body(E),
+    /// The body went past the write's limit.
+    TooLarge,
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + Unpin {
         futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
     }
 
-    fn meta(key: &str, size: u64) -> ObjectMeta {
+    pub fn meta(key: &str, size: u64) -> ObjectMeta {
         ObjectMeta {
             key: key.into(),
             size,
@@ -479,6 +584,9 @@ mod tests {
             last_modified: chrono::Utc::now(),
             blob: String::new(),
             sealed: false,
+            headers: StoredHeaders::default(),
+            upload_id: None,
+            part_sizes: Vec::new(),
         }
     }
 
@@ -487,7 +595,7 @@ mod tests {
     }
 
     async fn put(disk: &Disk, key: &str, body: &'static [u8]) -> Result<ObjectMeta, CommitError<()>> {
-        let written = disk.write_temp(chunks(&[body]), |_| {}).await.ok().unwrap();
+        let written = disk.write_temp(chunks(&[body]), u64::MAX, |_| {}).await.ok().unwrap();
         disk.commit("b", meta(key, written.size), written.file, any).await
     }
 
@@ -503,7 +611,7 @@ mod tests {
     async fn traversal_keys_stay_inside_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let disk = Disk::open(&dir.path().join("store"), "b").unwrap();
-        let written = disk.write_temp(chunks(&[b"x"]), |_| {}).await.ok().unwrap();
+        let written = disk.write_temp(chunks(&[b"x"]), u64::MAX, |_| {}).await.ok().unwrap();
         let key = "../../../escape";
         let stored = disk.commit("b", meta(key, 1), written.file, any).await.unwrap();
         assert!(disk.blob_path("b", &stored).starts_with(dir.path().join("store/b")));
@@ -516,9 +624,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = Disk::open(dir.path(), "b").unwrap();
         let body = futures::stream::iter(vec![Ok(Bytes::from_static(b"half")), Err(io::Error::other("cut"))]);
-        assert!(disk.write_temp(body, |_| {}).await.is_err());
+        assert!(disk.write_temp(body, u64::MAX, |_| {}).await.is_err());
         assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
-        assert!(disk.list("b").await.unwrap().is_empty());
+        assert!(super::super::listing::page(&disk, "b", "", None, "", 10).await.unwrap().objects.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_refused_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), "b").unwrap();
+        let refused = disk.write_temp(chunks(&[b"12345", b"6"]), 5, |_| {}).await;
+        assert!(matches!(refused, Err(WriteError::TooLarge)));
+        assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
+        let exact = disk.write_temp(chunks(&[b"123", b"45"]), 5, |_| {}).await.ok().unwrap();
+        assert_eq!(exact.size, 5);
     }
 
     #[tokio::test]
@@ -527,7 +646,7 @@ mod tests {
         let disk = Disk::open(dir.path(), "b").unwrap();
         for body in [&b"one"[..], &b"second"[..]] {
             let static_body: &'static [u8] = if body.len() == 3 { b"one" } else { b"second" };
-            let written = disk.write_temp(chunks(&[static_body]), |_| {}).await.ok().unwrap();
+            let written = disk.write_temp(chunks(&[static_body]), u64::MAX, |_| {}).await.ok().unwrap();
             disk.commit("b", meta("k", written.size), written.file, any).await.unwrap();
         }
         let (m, _) = disk.open_object("b", "k").await.unwrap().unwrap();
@@ -569,18 +688,37 @@ mod tests {
         assert_eq!(loaded.blob, stored.blob);
     }
 
+    #[test]
+    fn metadata_files_of_older_versions_load_and_new_fields_round_trip() {
+        // As the previous version wrote it: no headers, no upload id, no part sizes.
+        let old = r#"{"key":"k","size":1,"etag":"ab","content_type":"text/plain","content_disposition":null,
+            "last_modified":"2025-01-01T00:00:00Z","blob":"h.u","sealed":true}"#;
+        let loaded: ObjectMeta = serde_json::from_str(old).unwrap();
+        assert!(loaded.sealed && loaded.headers == StoredHeaders::default());
+        assert!(loaded.upload_id.is_none() && loaded.part_sizes.is_empty());
+
+        let mut full = meta("k", 1);
+        full.headers.cache_control = Some("no-cache".into());
+        full.headers.user.insert("colour".into(), "blue".into());
+        full.upload_id = Some("u".into());
+        full.part_sizes = vec![5, 1];
+        let again: ObjectMeta = serde_json::from_slice(&serde_json::to_vec(&full).unwrap()).unwrap();
+        assert_eq!(again.headers, full.headers);
+        assert_eq!((again.upload_id, again.part_sizes), (full.upload_id, full.part_sizes));
+    }
+
     #[tokio::test]
     async fn a_refused_condition_keeps_the_previous_object() {
         let dir = tempfile::tempdir().unwrap();
         let disk = Disk::open(dir.path(), "b").unwrap();
         put(&disk, "k", b"first").await.unwrap();
-        let written = disk.write_temp(chunks(&[b"second"]), |_| {}).await.ok().unwrap();
+        let written = disk.write_temp(chunks(&[b"second"]), u64::MAX, |_| {}).await.ok().unwrap();
         let absent = |m: Option<&ObjectMeta>| if m.is_some() { Err("exists") } else { Ok(()) };
         let refused = disk.commit("b", meta("k", 6), written.file, absent).await;
         assert!(matches!(refused, Err(CommitError::Refused("exists"))));
         assert_eq!(read(&disk, "k").await, b"first");
         assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
-        let written = disk.write_temp(chunks(&[b"new"]), |_| {}).await.ok().unwrap();
+        let written = disk.write_temp(chunks(&[b"new"]), u64::MAX, |_| {}).await.ok().unwrap();
         disk.commit("b", meta("other", 3), written.file, absent).await.unwrap();
     }
 
@@ -597,7 +735,7 @@ mod tests {
         for d in [root.clone(), root.join("b"), root.join(".tmp"), root.join(".uploads")] {
             assert_eq!(mode(&d), 0o700, "{}", d.display());
         }
-        let written = disk.write_temp(chunks(&[b"x"]), |_| {}).await.ok().unwrap();
+        let written = disk.write_temp(chunks(&[b"x"]), u64::MAX, |_| {}).await.ok().unwrap();
         assert_eq!(mode(written.file.path()), 0o600, "temporary file");
         let stored = disk.commit("b", meta("k", 1), written.file, any).await.unwrap();
         let blob = disk.blob_path("b", &stored);

@@ -66,12 +66,9 @@ impl ObjectStore for LocalObjects {
 
     async fn list(&self, continuation: Option<&str>) -> Result<ListPage, StoreError> {
         let after = continuation.unwrap_or_default();
-        let all = self.disk.list(&self.bucket).await.map_err(io_error)?;
-        let mut rest = all.into_iter().filter(|m| m.key.as_str() > after);
-        let objects: Vec<ListedObject> =
-            rest.by_ref().take(PAGE).map(|m| ListedObject { key: m.key, size: m.size }).collect();
-        let next = if rest.next().is_some() { objects.last().map(|o| o.key.clone()) } else { None };
-        Ok(ListPage { objects, next })
+        let page = super::listing::page(&self.disk, &self.bucket, "", None, after, PAGE).await.map_err(io_error)?;
+        let objects = page.objects.into_iter().map(|m| ListedObject { key: m.key, size: m.size }).collect();
+        Ok(ListPage { objects, next: page.next })
     }
 
     async fn health(&self) -> Result<(), StoreError> {
@@ -130,5 +127,17 @@ impl ObjectStore for LocalObjects {
 
     fn presign_list_parts(&self, key: &str, upload_id: &str, ttl: Duration) -> Url {
         self.signer.presign_list_parts(key, upload_id, ttl)
+    }
+
+    async fn remove_abandoned_multipart(&self, age: Duration) -> Result<u64, StoreError> {
+        let uploads = self.disk.uploads_root();
+        let removed =
+            tokio::task::spawn_blocking(move || super::disk::remove_abandoned_multipart_uploads(&uploads, age))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("embedded store: {e}")))?;
+        if removed > 0 {
+            tracing::info!(removed, "removed abandoned multipart uploads from the embedded store");
+        }
+        Ok(removed as u64)
     }
 }

@@ -11,11 +11,16 @@
 //! logged as errors ([`quiet_log`]).
 
 mod backend;
+mod copy;
 mod disk;
+mod edge;
+mod index;
+mod listing;
 mod local;
 mod multipart;
 mod quiet_log;
 mod s3_api;
+mod vhost;
 
 pub use local::LocalObjects;
 
@@ -30,7 +35,6 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::auth::SimpleAuth;
 use s3s::dto::{GetObjectInput, HeadObjectInput};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Request, S3Result, s3_error};
@@ -89,6 +93,24 @@ impl S3Access for Access {
     }
 }
 
+/// The store's one key pair. An unknown access key is S3's `403 InvalidAccessKeyId` (s3s's
+/// `SimpleAuth` answers `NotSignedUp`, which tools do not explain to their users).
+struct StoreAuth {
+    access_key_id: String,
+    secret: s3s::auth::SecretKey,
+}
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for StoreAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
+        if access_key == self.access_key_id {
+            Ok(self.secret.clone())
+        } else {
+            Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
+        }
+    }
+}
+
 /// Settings of one embedded store.
 pub struct StoreOptions<'a> {
     pub root: &'a Path,
@@ -99,6 +121,11 @@ pub struct StoreOptions<'a> {
     /// How long a request body may send nothing before the request is abandoned
     /// (`FERRY_BODY_IDLE_TIMEOUT`).
     pub body_idle_timeout: Duration,
+    /// The largest object the store accepts, however it is uploaded (`FERRY_MAX_FILE_SIZE`).
+    pub max_object_size: u64,
+    /// The store's host names (that of `FERRY_STORE_PUBLIC_URL`): `<bucket>.<name>` addresses
+    /// the bucket virtual-hosted style; `localhost` always works.
+    pub host_names: Vec<String>,
 }
 
 /// An embedded store opened on its directory: Ferry's in-process view of it
@@ -114,8 +141,12 @@ impl EmbeddedStore {
     /// Opens (creating if needed) the store's directory.
     pub fn open(opts: &StoreOptions<'_>) -> std::io::Result<Self> {
         let disk = Arc::new(disk::Disk::open(opts.root, opts.bucket)?);
-        let mut builder = S3ServiceBuilder::new(backend::Backend { disk: disk.clone() });
-        builder.set_auth(SimpleAuth::from_single(opts.access_key_id, opts.secret_access_key.expose()));
+        let backend = backend::Backend { disk: disk.clone(), max_object_size: opts.max_object_size };
+        let mut builder = S3ServiceBuilder::new(backend);
+        builder.set_auth(StoreAuth {
+            access_key_id: opts.access_key_id.to_owned(),
+            secret: opts.secret_access_key.expose().into(),
+        });
         builder.set_access(Access { public_read: opts.public_read });
         // s3s holds a POST form's file in memory while it checks the policy: Ferry's forms allow
         // 5 MiB (Uppy's single-request uploads), so nothing larger is ever read (the default
@@ -123,6 +154,7 @@ impl EmbeddedStore {
         let mut config = s3s::config::S3Config::default();
         config.post_object_max_file_size = MAX_POST_FORM_FILE;
         builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(config))));
+        builder.set_host(vhost::StoreHost::new(&opts.host_names));
         Ok(Self {
             disk,
             bucket: opts.bucket.to_owned(),
@@ -159,8 +191,16 @@ pub fn router(opts: &StoreOptions<'_>, cors_origins: &[String]) -> std::io::Resu
 
 /// Lets `s3s` answer, logging its refusals at debug and its failures at error, and adds the
 /// headers every answer of the store carries.
-async fn call(service: &S3Service, logs: &Dispatch, req: axum::extract::Request) -> Response {
+async fn call(service: &S3Service, logs: &Dispatch, mut req: axum::extract::Request) -> Response {
     let method = req.method().clone();
+    let request_id = edge::request_id();
+    if let Some(refused) = edge::refuse_before_s3s(&req) {
+        log_answer(&method, refused.status(), None, false);
+        let mut response = refused.map(Body::new);
+        secure_headers(response.headers_mut());
+        return edge::with_request_id(response, &method, &request_id).await;
+    }
+    edge::date_as_amz_date(req.headers_mut());
     let answer = quiet_log::NOTE
         .scope(RefCell::new(None), async {
             quiet_log::REPORTED
@@ -183,7 +223,7 @@ async fn call(service: &S3Service, logs: &Dispatch, req: axum::extract::Request)
         }
     };
     secure_headers(response.headers_mut());
-    response
+    edge::with_request_id(response, &method, &request_id).await
 }
 
 /// How loud an answer is: a client's mistake (4xx: a missing or wrong signature, an expired
@@ -284,6 +324,8 @@ mod tests {
             secret_access_key: &Secret::new("secret"),
             public_read: false,
             body_idle_timeout: Duration::from_secs(5),
+            max_object_size: u64::MAX,
+            host_names: Vec::new(),
         })
         .unwrap()
     }

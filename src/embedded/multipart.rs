@@ -1,7 +1,14 @@
 //! Multipart uploads in the embedded store: parts are checked as they arrive, and completion
 //! accepts only the ETags the store itself computed, in ascending part order.
+//!
+//! An upload is a directory under `.uploads/`: `upload.json` (the key and the headers the
+//! object will have) and, per part, `part-NNNNN` beside its `part-NNNNN.etag`. ListParts and
+//! ListMultipartUploads read these directories, which is what lets a client resume an upload.
+//! A completed object remembers its upload's id, so a retried completion (the first answer
+//! lost) gets the same answer rather than NoSuchUpload.
 
-use futures::{StreamExt, TryStreamExt};
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
 use s3s::crypto::{Checksum as _, Md5};
 use s3s::dto::*;
 use s3s::{S3Response, S3Result, s3_error};
@@ -11,9 +18,13 @@ use uuid::Uuid;
 
 use super::backend::{
     Backend, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, commit_failed, internal, io_failed,
-    write_failed,
+    stored_headers, write_failed,
 };
-use super::disk::{ObjectMeta, create_private_dir_all, write_private};
+use super::disk::{ObjectMeta, StoredHeaders, create_private_dir_all, write_private};
+use super::listing;
+
+/// S3's limit on part numbers, hence on parts.
+const MAX_PARTS: i32 = 10_000;
 
 #[derive(Serialize, Deserialize)]
 struct Upload {
@@ -21,6 +32,11 @@ struct Upload {
     key: String,
     content_type: Option<String>,
     content_disposition: Option<String>,
+    #[serde(flatten)]
+    headers: StoredHeaders,
+    /// When it started (uploads started by older versions have none: their directory's date).
+    #[serde(default)]
+    initiated: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 async fn load(backend: &Backend, bucket: &str, key: &str, upload_id: &str) -> S3Result<std::path::PathBuf> {
@@ -60,6 +76,14 @@ pub async fn create(
         key: input.key.clone(),
         content_type: input.content_type,
         content_disposition: input.content_disposition.filter(|_| keep_disposition),
+        headers: stored_headers(
+            input.cache_control,
+            input.content_encoding,
+            input.content_language,
+            input.expires.as_ref(),
+            input.metadata,
+        ),
+        initiated: Some(chrono::Utc::now()),
     };
     let json = serde_json::to_vec(&upload).map_err(internal)?;
     if let Err(e) = write_private(&dir.join("upload.json"), &json).await {
@@ -76,19 +100,49 @@ pub async fn create(
 }
 
 pub async fn upload_part(backend: &Backend, input: UploadPartInput) -> S3Result<S3Response<UploadPartOutput>> {
-    if !(1..=10_000).contains(&input.part_number) {
+    let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
+    let expected = Expected { length: input.content_length, md5: input.content_md5.as_deref() };
+    let etag =
+        store_part(backend, &input.bucket, &input.key, &input.upload_id, input.part_number, body, expected).await?;
+    Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
+}
+
+/// What the client said a part's body is: its length and its MD5 (`Content-MD5`, base64).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expected<'a> {
+    pub length: Option<i64>,
+    pub md5: Option<&'a str>,
+}
+
+/// Streams one part (an upload's body or a copied range) into the upload, refusing it as soon
+/// as it passes S3's 5 GiB, or the store's object size, and refusing a body that is not what
+/// `expected` says; returns its ETag.
+pub async fn store_part<S, E>(
+    backend: &Backend,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    part_number: i32,
+    body: S,
+    expected: Expected<'_>,
+) -> S3Result<String>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    if !(1..=MAX_PARTS).contains(&part_number) {
         return Err(s3_error!(InvalidArgument, "part number must be between 1 and 10000"));
     }
-    if input.content_length.is_some_and(|len| len > MAX_PUT_SIZE) {
+    let limit = backend.max_object_size.min(MAX_PUT_SIZE as u64);
+    if expected.length.is_some_and(|len| len as u64 > limit) {
         return Err(s3_error!(EntityTooLarge));
     }
-    let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
-    let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-    let written = backend.disk.write_temp(body, |_| {}).await.map_err(write_failed)?;
-    if input.content_length.is_some_and(|len| len != written.size as i64) {
+    let dir = load(backend, bucket, key, upload_id).await?;
+    let written = backend.disk.write_temp(body, limit, |_| {}).await.map_err(write_failed)?;
+    if expected.length.is_some_and(|len| len != written.size as i64) {
         return Err(s3_error!(IncompleteBody));
     }
-    if let Some(content_md5) = &input.content_md5 {
+    if let Some(content_md5) = expected.md5 {
         use base64::Engine as _;
         let claimed =
             base64::engine::general_purpose::STANDARD.decode(content_md5).map_err(|_| s3_error!(InvalidDigest))?;
@@ -97,7 +151,7 @@ pub async fn upload_part(backend: &Backend, input: UploadPartInput) -> S3Result<
         }
     }
     let etag = hex::encode(written.md5);
-    let name = part_name(input.part_number);
+    let name = part_name(part_number);
     // The ETag sidecar is written first: a part file never exists without its digest.
     let sidecar = dir.join(format!("{name}.etag"));
     if let Err(e) = write_private(&sidecar, etag.as_bytes()).await {
@@ -106,13 +160,34 @@ pub async fn upload_part(backend: &Backend, input: UploadPartInput) -> S3Result<
         return Err(io_failed(e));
     }
     tokio::fs::rename(written.file.path(), dir.join(&name)).await.map_err(io_failed)?;
-    Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
+    Ok(etag)
+}
+
+/// The answer to a completion of an upload that already completed: its object, if the key
+/// still holds what that upload made.
+async fn already_completed(
+    backend: &Backend,
+    input: &CompleteMultipartUploadInput,
+) -> S3Result<Option<S3Response<CompleteMultipartUploadOutput>>> {
+    let current = backend.disk.meta(&input.bucket, &input.key).await.map_err(internal)?;
+    Ok(current.filter(|m| m.upload_id.as_deref() == Some(input.upload_id.as_str())).map(|meta| {
+        S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(ETag::Strong(meta.etag)),
+            ..Default::default()
+        })
+    }))
 }
 
 pub async fn complete(
     backend: &Backend,
     input: CompleteMultipartUploadInput,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    backend.bucket(&input.bucket)?;
+    if let Some(done) = already_completed(backend, &input).await? {
+        return Ok(done);
+    }
     let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
     let conditions = Conditions { if_match: input.if_match.clone(), if_none_match: input.if_none_match.clone() };
     backend.check_writable(&input.bucket, &input.key, &conditions).await?;
@@ -120,7 +195,11 @@ pub async fn complete(
     if parts.is_empty() {
         return Err(s3_error!(InvalidPart, "at least one part is required"));
     }
+    if parts.len() > MAX_PARTS as usize {
+        return Err(s3_error!(InvalidPart, "at most 10000 parts"));
+    }
     let mut files = Vec::with_capacity(parts.len());
+    let mut sizes = Vec::with_capacity(parts.len());
     let mut digest_of_digests = Md5::new();
     let mut previous = 0;
     for (index, part) in parts.iter().enumerate() {
@@ -144,13 +223,19 @@ pub async fn complete(
         }
         digest_of_digests.update(&hex::decode(&stored).map_err(internal)?);
         files.push(path);
+        sizes.push(size);
+    }
+    let total: u64 = sizes.iter().sum();
+    if total > backend.max_object_size {
+        return Err(s3_error!(EntityTooLarge, "the parts add up to more than this store accepts"));
     }
     let stream = futures::stream::iter(files)
         .then(
             |path| async move { tokio::fs::File::open(path).await.map(|f| ReaderStream::with_capacity(f, READ_CHUNK)) },
         )
         .try_flatten();
-    let written = backend.disk.write_temp(Box::pin(stream), |_| {}).await.map_err(write_failed)?;
+    let written =
+        backend.disk.write_temp(Box::pin(stream), backend.max_object_size, |_| {}).await.map_err(write_failed)?;
     let upload: Upload =
         serde_json::from_slice(&tokio::fs::read(dir.join("upload.json")).await.map_err(internal)?).map_err(internal)?;
     let meta = ObjectMeta {
@@ -162,6 +247,9 @@ pub async fn complete(
         last_modified: chrono::Utc::now(),
         blob: String::new(),
         sealed: false,
+        headers: upload.headers,
+        upload_id: Some(input.upload_id.clone()),
+        part_sizes: sizes,
     };
     let meta = backend
         .disk
@@ -184,4 +272,136 @@ pub async fn abort(
     let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
     tokio::fs::remove_dir_all(&dir).await.map_err(internal)?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+}
+
+/// The parts of one upload, in part-number order, after `part-number-marker`.
+pub async fn list_parts(backend: &Backend, input: ListPartsInput) -> S3Result<S3Response<ListPartsOutput>> {
+    backend.bucket(&input.bucket)?;
+    let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
+    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let marker = input.part_number_marker.unwrap_or(0);
+    let mut numbers = Vec::new();
+    let mut entries = tokio::fs::read_dir(&dir).await.map_err(internal)?;
+    while let Some(entry) = entries.next_entry().await.map_err(internal)? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(number) = name.strip_prefix("part-").and_then(|n| n.parse::<i32>().ok())
+            && number > marker
+        {
+            numbers.push(number);
+        }
+    }
+    numbers.sort_unstable();
+    let truncated = numbers.len() > max;
+    let mut parts = Vec::new();
+    for number in numbers.into_iter().take(max) {
+        let name = part_name(number);
+        // A part whose sidecar is missing is one being replaced right now: not listed.
+        let Ok(etag) = tokio::fs::read_to_string(dir.join(format!("{name}.etag"))).await else { continue };
+        let Ok(file) = tokio::fs::metadata(dir.join(&name)).await else { continue };
+        parts.push(Part {
+            part_number: Some(number),
+            e_tag: Some(ETag::Strong(etag)),
+            size: Some(file.len() as i64),
+            last_modified: file.modified().ok().map(Into::into),
+            ..Default::default()
+        });
+    }
+    let next = parts.last().and_then(|p| p.part_number).filter(|_| truncated);
+    Ok(S3Response::new(ListPartsOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(input.upload_id),
+        part_number_marker: Some(marker),
+        next_part_number_marker: next,
+        max_parts: Some(max as i32),
+        is_truncated: Some(truncated),
+        parts: Some(parts),
+        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+        ..Default::default()
+    }))
+}
+
+/// The uploads in progress in a bucket, by key then upload id, after the markers, rolled up
+/// into common prefixes by a delimiter.
+pub async fn list_uploads(
+    backend: &Backend,
+    input: ListMultipartUploadsInput,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    backend.bucket(&input.bucket)?;
+    let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    let encoder = listing::Encoder::new(input.encoding_type.as_ref())?;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let id_marker = input.upload_id_marker.clone().unwrap_or_default();
+    let mut found = Vec::new();
+    let mut entries = match tokio::fs::read_dir(backend.disk.uploads_root()).await {
+        Ok(entries) => entries,
+        Err(e) => return Err(internal(e)),
+    };
+    while let Some(entry) = entries.next_entry().await.map_err(internal)? {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        // An upload being created or removed right now may have no readable upload.json.
+        let Ok(bytes) = tokio::fs::read(entry.path().join("upload.json")).await else { continue };
+        let Ok(upload) = serde_json::from_slice::<Upload>(&bytes) else { continue };
+        let after_markers = upload.key > key_marker || (upload.key == key_marker && id > id_marker);
+        if upload.bucket == input.bucket && upload.key.starts_with(&prefix) && after_markers {
+            let initiated = match upload.initiated {
+                Some(t) => std::time::SystemTime::from(t),
+                None => entry.metadata().await.and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH),
+            };
+            found.push((upload.key, id, initiated));
+        }
+    }
+    found.sort();
+    // With a delimiter, keys sharing a prefix up to it are one common prefix (as ListObjects).
+    let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
+    let (mut uploads, mut prefixes, mut truncated) = (Vec::new(), Vec::<String>::new(), false);
+    let (mut next_key, mut next_id) = (None, None);
+    for (key, id, initiated) in found {
+        let group =
+            delimiter.and_then(|d| key[prefix.len()..].find(d).map(|i| key[..prefix.len() + i + d.len()].to_owned()));
+        if let Some(common) = &group
+            && (prefixes.last() == Some(common) || *common == key_marker)
+        {
+            continue;
+        }
+        if uploads.len() + prefixes.len() == max {
+            truncated = true;
+            break;
+        }
+        match group {
+            Some(common) => {
+                (next_key, next_id) = (Some(common.clone()), None);
+                prefixes.push(common);
+            }
+            None => {
+                (next_key, next_id) = (Some(key.clone()), Some(id.clone()));
+                uploads.push(MultipartUpload {
+                    key: Some(encoder.text(key)),
+                    upload_id: Some(id),
+                    initiated: Some(initiated.into()),
+                    storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    if !truncated {
+        (next_key, next_id) = (None, None);
+    }
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: Some(encoder.text(prefix)),
+        key_marker: Some(encoder.text(key_marker)),
+        upload_id_marker: Some(id_marker),
+        next_key_marker: encoder.opt(next_key),
+        next_upload_id_marker: next_id,
+        max_uploads: Some(max as i32),
+        is_truncated: Some(truncated),
+        uploads: Some(uploads),
+        common_prefixes: Some(encoder.prefixes(prefixes)),
+        delimiter: encoder.opt(input.delimiter),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
 }

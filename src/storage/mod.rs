@@ -142,6 +142,13 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn presign_create_multipart(&self, key: &str, ttl: Duration) -> Url;
     /// A URL the client can GET the parts of one of its multipart uploads from.
     fn presign_list_parts(&self, key: &str, upload_id: &str, ttl: Duration) -> Url;
+    /// Removes the multipart uploads (and their parts) that received nothing for `age`;
+    /// returns how many. Only the embedded store does anything here: a bucket elsewhere has
+    /// its own lifecycle rules (AbortIncompleteMultipartUpload) for this.
+    async fn remove_abandoned_multipart(&self, age: std::time::Duration) -> Result<u64, StoreError> {
+        let _ = age;
+        Ok(0)
+    }
 }
 
 /// Everything but RFC 5987's `attr-char` is percent-encoded in `filename*`.

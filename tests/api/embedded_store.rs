@@ -119,9 +119,22 @@ async fn the_store_answers_cors_preflights_for_allowed_origins_only(backend: Bac
 /// delete, and a wrong secret refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_uses_the_embedded_store_like_any_s3() {
+    run_boto3("boto3_roundtrip.py").await;
+}
+
+/// The operations tools rely on, each checked through boto3 (`tests/clients/boto3_s3_api.py`
+/// names them): buckets, metadata, conditional reads and writes, copies, listings, batch
+/// deletes, ListParts, ListMultipartUploads, a repeated completion, stored checksums, and 501
+/// for the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_finds_the_s3_operations_tools_rely_on() {
+    run_boto3("boto3_s3_api.py").await;
+}
+
+async fn run_boto3(script: &str) {
     let app = spawn_app(Backend::Sqlite).await;
     let secret = std::fs::read_to_string(app.data_dir.path().join(".ferry-secret")).unwrap();
-    let script = format!("{}/tests/clients/boto3_roundtrip.py", env!("CARGO_MANIFEST_DIR"));
+    let script = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let endpoint = format!("http://{}", app.store_addr.unwrap());
     let output = tokio::process::Command::new("python3")
         .args([script.as_str(), endpoint.as_str(), "ferry", "ferry", secret.trim()])
@@ -134,4 +147,32 @@ async fn boto3_uses_the_embedded_store_like_any_s3() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// SDKs address buckets as `<bucket>.<host>` by default where the name allows: a subdomain of
+/// the store's host name (or of `localhost`) names the bucket; the plain name stays path style.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_hosted_style_requests_reach_the_bucket_named_in_the_host() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let store = app.store_addr.unwrap();
+    let (path_bucket, creds) = app.store_bucket();
+    let endpoint = format!("http://localhost:{}", store.port()).parse().unwrap();
+    let bucket = rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::VirtualHost, "ferry", "us-east-1").unwrap();
+    let http = reqwest::Client::builder().resolve("ferry.localhost", store).build().unwrap();
+
+    let put = bucket.put_object(Some(&creds), "vhost/a.txt").sign(HOUR);
+    assert_eq!(put.host_str(), Some("ferry.localhost"));
+    assert_eq!(http.put(put).body("virtual").send().await.unwrap().status(), StatusCode::OK);
+    let get = path_bucket.get_object(Some(&creds), "vhost/a.txt").sign(HOUR);
+    assert_eq!(app.http.get(get).send().await.unwrap().text().await.unwrap(), "virtual", "the same bucket");
+    let get = bucket.get_object(Some(&creds), "vhost/a.txt").sign(HOUR);
+    assert_eq!(http.get(get).send().await.unwrap().text().await.unwrap(), "virtual");
+    let list = bucket.list_objects_v2(Some(&creds)).sign(HOUR);
+    assert!(http.get(list).send().await.unwrap().text().await.unwrap().contains("<Key>vhost/a.txt</Key>"));
+
+    // `localhost` itself is path style.
+    let endpoint = format!("http://localhost:{}", store.port()).parse().unwrap();
+    let by_path = rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, "ferry", "us-east-1").unwrap();
+    let get = by_path.get_object(Some(&creds), "vhost/a.txt").sign(HOUR);
+    assert_eq!(http.get(get).send().await.unwrap().text().await.unwrap(), "virtual");
 }

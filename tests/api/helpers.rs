@@ -347,6 +347,8 @@ impl ExternalStore {
             secret_access_key: &Secret::new(EXTERNAL_SECRET),
             public_read: false,
             body_idle_timeout: std::time::Duration::from_secs(30),
+            max_object_size: u64::MAX,
+            host_names: Vec::new(),
         };
         let router = ferry::embedded::router(&options, &[]).unwrap();
         self.task = Some(tokio::spawn(async move {

@@ -59,6 +59,13 @@ async fn a_confirmed_object_cannot_be_replaced_but_can_be_deleted(backend: Backe
     let create = CreateMultipartUpload::new(&bucket, Some(&creds), key).sign(MINUTE);
     let started = app.http.post(create).send().await.unwrap();
     assert_eq!(started.status(), StatusCode::PRECONDITION_FAILED);
+    // Nor can another object be copied over it, nor can it be copied onto itself.
+    assert_eq!(signed_put(&app, "other.txt", b"other", &[]).await, StatusCode::OK);
+    let copy_other = [("x-amz-copy-source", "ferry/other.txt")];
+    assert_eq!(signed_put(&app, key, b"", &copy_other).await, StatusCode::PRECONDITION_FAILED);
+    let source = format!("ferry/{key}");
+    let copy_self = [("x-amz-copy-source", source.as_str()), ("x-amz-metadata-directive", "REPLACE")];
+    assert_eq!(signed_put(&app, key, b"", &copy_self).await, StatusCode::PRECONDITION_FAILED);
     assert_eq!(app.download_as("user_123", id).await, b"corrected");
     let again = app.confirm(key).await;
     assert_eq!(again.status, StatusCode::OK, "a repeated confirm still succeeds: {}", again.body);
@@ -196,9 +203,9 @@ async fn the_stores_files_are_owner_only(backend: Backend) {
         let root = app.data_dir.path().join("objects");
         let mut files = 0;
         assert_owner_only(&root, &mut files);
-        // One blob and its metadata, the pending upload's description, part and ETag, and the
-        // store's directory lock.
-        assert_eq!(files, 6);
+        // One blob and its metadata, the pending upload's description, part and ETag, the
+        // store's directory lock, and the listing index (its database, WAL and shared memory).
+        assert_eq!(files, 9);
     }
 }
 
@@ -214,6 +221,8 @@ async fn a_stalled_body_is_cut_off_and_leaves_nothing() {
         secret_access_key: &ferry::config::Secret::new("idle-secret"),
         public_read: false,
         body_idle_timeout: Duration::from_secs(1),
+        max_object_size: u64::MAX,
+        host_names: Vec::new(),
     };
     let router = ferry::embedded::router(&options, &[]).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

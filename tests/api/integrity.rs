@@ -62,8 +62,11 @@ async fn an_expired_upload_cannot_be_confirmed(backend: Backend) {
     assert_eq!(app.row_count().await, 0);
 }
 
+/// A bucket that does not know Ferry's limit takes the bytes; confirm refuses and removes them.
+/// (The embedded store refuses them itself: see `embedded_store.rs`.)
 async fn an_oversized_upload_is_refused_and_removed(backend: Backend) {
-    let app = spawn_app_with(backend, &[("FERRY_MAX_FILE_SIZE", "1000")]).await;
+    let store = ExternalStore::start().await;
+    let app = spawn_app_with_store(backend, &store, &[("FERRY_MAX_FILE_SIZE", "1000")]).await;
     let presigned = app.presign("big.bin", "application/octet-stream").await;
     let key = presigned.body["objectKey"].as_str().unwrap();
     let url = presigned.body["presignedUrl"].as_str().unwrap();

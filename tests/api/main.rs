@@ -25,5 +25,8 @@ mod postgres;
 mod presigned;
 mod quota;
 mod s3_compat;
+mod s3_tools;
+mod store_auth;
+mod store_limits;
 mod uppy;
 mod webhooks;
