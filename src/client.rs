@@ -12,7 +12,8 @@ use tokio_util::io::ReaderStream;
 use crate::config::defaults;
 use crate::wire::{
     CompletedPart, ConfirmRequest, Confirmed, ErrorBody, FileView, MultipartAbortRequest, MultipartCompleteRequest,
-    MultipartStartRequest, MultipartStarted, PartUrls, PartUrlsRequest, PresignRequest, PresignResponse,
+    MultipartParts, MultipartPartsRequest, MultipartStartRequest, MultipartStarted, PartUrls, PartUrlsRequest,
+    PresignRequest, PresignResponse,
 };
 
 /// How the client proves who it is.
@@ -48,6 +49,9 @@ pub struct Client {
     pub concurrency: usize,
     /// Send each file's (or part's) MD5, so the bucket refuses bytes that changed on the way.
     pub checksums: bool,
+    /// Where unfinished multipart uploads are remembered, so a rerun continues them; `None`
+    /// starts every upload afresh and aborts it on failure.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A content type from the file name's extension (what browsers would send).
@@ -86,6 +90,7 @@ impl Client {
             multipart_threshold: defaults::MULTIPART_THRESHOLD,
             concurrency: 4,
             checksums: true,
+            state_dir: None,
         })
     }
 
@@ -203,77 +208,238 @@ impl Client {
         content_type: &str,
         size: u64,
     ) -> Result<FileView, ClientError> {
-        let request = MultipartStartRequest {
-            file_name: Some(name.to_owned()),
-            content_type: Some(content_type.to_owned()),
-            size: Some(size),
-        };
-        let started: MultipartStarted = self.call("/multipart/start", &request).await?;
-        let (key, upload_id, part_size) = (&started.object_key, &started.upload_id, started.part_size);
-        let count = u16::try_from(size.div_ceil(part_size)).map_err(|_| ClientError::Unexpected(self.api.clone()))?;
-        let result = async {
-            let mut parts = Vec::with_capacity(usize::from(count));
-            let range = |n: u16| {
-                let offset = u64::from(n - 1) * part_size;
-                (offset, part_size.min(size - offset))
-            };
-            // With checksums, each group's parts are hashed first and their URLs signed with
-            // their digests; without, URLs come eight groups at a time.
-            let batch = if self.checksums { self.concurrency.max(1) } else { self.concurrency.max(1) * 8 };
-            for chunk in (1..=count).collect::<Vec<u16>>().chunks(batch) {
-                let md5s = if self.checksums {
-                    let hashes = chunk.iter().map(|&n| {
-                        let (offset, len) = range(n);
-                        self.md5(path, offset, len)
-                    });
-                    let hashes = futures::future::try_join_all(hashes).await?;
-                    Some(hashes.into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>())
-                } else {
-                    None
+        let state_file = self.state_dir.as_ref().map(|dir| resume::state_path(dir, &self.api, path, size));
+        let (upload, arrived) = match self.resumable(state_file.as_deref(), path, size).await? {
+            Some(resumed) => resumed,
+            None => {
+                let request = MultipartStartRequest {
+                    file_name: Some(name.to_owned()),
+                    content_type: Some(content_type.to_owned()),
+                    size: Some(size),
                 };
-                let request = PartUrlsRequest {
-                    object_key: Some(key.clone()),
-                    upload_id: Some(upload_id.clone()),
-                    part_numbers: Some(chunk.to_vec()),
-                    md5s: md5s.clone(),
+                let started: MultipartStarted = self.call("/multipart/start", &request).await?;
+                let upload = resume::Upload {
+                    path: path.display().to_string(),
+                    size,
+                    modified: resume::modified(path),
+                    object_key: started.object_key,
+                    upload_id: started.upload_id,
+                    part_size: started.part_size,
                 };
-                let urls: PartUrls = self.call("/multipart/urls", &request).await?;
-                let digest = |n: u16| {
-                    let i = chunk.iter().position(|&c| c == n)?;
-                    md5s.as_ref().map(|m| m[i].clone())
-                };
-                for group in urls.urls.chunks(self.concurrency.max(1)) {
-                    let puts = group.iter().map(|part| {
-                        let (offset, len) = range(part.part_number);
-                        let md5 = digest(part.part_number);
-                        async move {
-                            let etag = self
-                                .put_range(&part.url, path, offset, len, None, md5.as_deref(), part.part_number)
-                                .await?;
-                            Ok::<_, ClientError>(CompletedPart { part_number: part.part_number, etag })
-                        }
-                    });
-                    for done in futures::future::join_all(puts).await {
-                        let part = done?;
-                        eprintln!("  {name}: part {}/{count}", part.part_number);
-                        parts.push(part);
-                    }
+                // Written before any part is sent: a run killed from here on can be resumed.
+                if let Some(file) = &state_file {
+                    resume::save(file, &upload)
+                        .map_err(|source| ClientError::File { path: file.display().to_string(), source })?;
                 }
+                (upload, Vec::new())
             }
-            let request = MultipartCompleteRequest {
-                object_key: Some(key.clone()),
-                upload_id: Some(upload_id.clone()),
-                parts: Some(parts),
-            };
-            let done: Confirmed = self.call("/multipart/complete", &request).await?;
-            Ok(done.file)
-        }
-        .await;
-        if result.is_err() {
-            // Leave nothing half-uploaded behind.
-            let abort = MultipartAbortRequest { object_key: Some(key.clone()), upload_id: Some(upload_id.clone()) };
-            let _ = self.call::<_, crate::wire::Done>("/multipart/abort", &abort).await;
+        };
+        let result = self.send_parts(path, name, size, &upload, arrived).await;
+        match (&result, &state_file) {
+            (Ok(_), Some(file)) => resume::forget(file),
+            // Kept for the next run, which sends only the missing parts.
+            (Err(_), Some(file)) => {
+                eprintln!("  {name}: interrupted; run the same command again to resume ({})", file.display())
+            }
+            (Err(_), None) => {
+                // Leave nothing half-uploaded behind.
+                let abort = MultipartAbortRequest {
+                    object_key: Some(upload.object_key.clone()),
+                    upload_id: Some(upload.upload_id.clone()),
+                };
+                let _ = self.call::<_, crate::wire::Done>("/multipart/abort", &abort).await;
+            }
+            (Ok(_), None) => {}
         }
         result
     }
+
+    /// The unfinished upload of this file a previous run left, and its parts that arrived; `None`
+    /// when there is none, or it cannot be continued (finished, expired, changed file).
+    async fn resumable(
+        &self,
+        state_file: Option<&Path>,
+        path: &Path,
+        size: u64,
+    ) -> Result<Option<(resume::Upload, Vec<CompletedPart>)>, ClientError> {
+        let Some(state_file) = state_file else { return Ok(None) };
+        let Some(upload) = resume::load(state_file) else { return Ok(None) };
+        if upload.size != size || upload.modified != resume::modified(path) {
+            resume::forget(state_file);
+            return Ok(None);
+        }
+        let request = MultipartPartsRequest {
+            object_key: Some(upload.object_key.clone()),
+            upload_id: Some(upload.upload_id.clone()),
+        };
+        match self.call::<_, MultipartParts>("/multipart/parts", &request).await {
+            Ok(listed) => {
+                let count = size.div_ceil(upload.part_size);
+                // A part counts only if it has the size this file's part has.
+                let arrived: Vec<CompletedPart> = listed
+                    .parts
+                    .into_iter()
+                    .filter(|p| {
+                        let offset = u64::from(p.part_number.saturating_sub(1)) * upload.part_size;
+                        u64::from(p.part_number) <= count && p.size == upload.part_size.min(size - offset)
+                    })
+                    .map(|p| CompletedPart { part_number: p.part_number, etag: p.etag })
+                    .collect();
+                eprintln!("  resuming: {} of {count} parts are already in the bucket", arrived.len());
+                Ok(Some((upload, arrived)))
+            }
+            // The upload cannot continue (finished, aborted, expired, someone else's): start over.
+            Err(ClientError::Refused { code, .. })
+                if matches!(code.as_str(), "multipart-not-found" | "upload-expired" | "upload-not-issued") =>
+            {
+                resume::forget(state_file);
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Sends the parts not in `arrived`, then completes the upload with all of them.
+    async fn send_parts(
+        &self,
+        path: &Path,
+        name: &str,
+        size: u64,
+        upload: &resume::Upload,
+        arrived: Vec<CompletedPart>,
+    ) -> Result<FileView, ClientError> {
+        use futures::StreamExt as _;
+        let part_size = upload.part_size;
+        let count = u16::try_from(size.div_ceil(part_size)).map_err(|_| ClientError::Unexpected(self.api.clone()))?;
+        let range = |n: u16| {
+            let offset = u64::from(n - 1) * part_size;
+            (offset, part_size.min(size - offset))
+        };
+        let done: std::collections::HashSet<u16> = arrived.iter().map(|p| p.part_number).collect();
+        let missing: Vec<u16> = (1..=count).filter(|n| !done.contains(n)).collect();
+        let mut parts = arrived;
+        // With checksums, each group's parts are hashed first and their URLs signed with their
+        // digests; without, URLs come eight groups at a time.
+        let batch = if self.checksums { self.concurrency.max(1) } else { self.concurrency.max(1) * 8 };
+        for chunk in missing.chunks(batch) {
+            let md5s = if self.checksums {
+                let hashes = chunk.iter().map(|&n| {
+                    let (offset, len) = range(n);
+                    self.md5(path, offset, len)
+                });
+                let hashes = futures::future::try_join_all(hashes).await?;
+                Some(hashes.into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>())
+            } else {
+                None
+            };
+            let request = PartUrlsRequest {
+                object_key: Some(upload.object_key.clone()),
+                upload_id: Some(upload.upload_id.clone()),
+                part_numbers: Some(chunk.to_vec()),
+                md5s: md5s.clone(),
+            };
+            let urls: PartUrls = self.call("/multipart/urls", &request).await?;
+            let digest = |n: u16| {
+                let i = chunk.iter().position(|&c| c == n)?;
+                md5s.as_ref().map(|m| m[i].clone())
+            };
+            let puts = urls.urls.iter().map(|part| {
+                let (offset, len) = range(part.part_number);
+                let md5 = digest(part.part_number);
+                async move {
+                    let etag =
+                        self.put_range(&part.url, path, offset, len, None, md5.as_deref(), part.part_number).await?;
+                    Ok::<_, ClientError>(CompletedPart { part_number: part.part_number, etag })
+                }
+            });
+            // Each part is reported as it lands.
+            let mut sent = futures::stream::iter(puts).buffer_unordered(self.concurrency.max(1));
+            while let Some(done) = sent.next().await {
+                let part = done?;
+                eprintln!("  {name}: part {}/{count}", part.part_number);
+                parts.push(part);
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        let request = MultipartCompleteRequest {
+            object_key: Some(upload.object_key.clone()),
+            upload_id: Some(upload.upload_id.clone()),
+            parts: Some(parts),
+        };
+        let done: Confirmed = self.call("/multipart/complete", &request).await?;
+        Ok(done.file)
+    }
 }
+
+/// What `ferry upload` remembers of an unfinished multipart upload, one small JSON file per
+/// upload, named after the API, the file's absolute path and its size. The file's size and
+/// modification time must still match for a rerun to continue it.
+mod resume {
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Serialize};
+    use sha2::Digest as _;
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Upload {
+        pub path: String,
+        pub size: u64,
+        /// Nanoseconds since the epoch, or 0 where the platform cannot say.
+        pub modified: u128,
+        pub object_key: String,
+        pub upload_id: String,
+        pub part_size: u64,
+    }
+
+    pub fn state_path(dir: &Path, api: &str, path: &Path, size: u64) -> PathBuf {
+        let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(api.as_bytes());
+        hasher.update([0]);
+        hasher.update(absolute.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update(size.to_be_bytes());
+        dir.join(format!("{}.json", hex::encode(&hasher.finalize()[..16])))
+    }
+
+    pub fn modified(path: &Path) -> u128 {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos())
+    }
+
+    pub fn load(file: &Path) -> Option<Upload> {
+        serde_json::from_slice(&std::fs::read(file).ok()?).ok()
+    }
+
+    /// Written owner-only (the upload id lets its holder, with the user's credentials, finish
+    /// the upload) and atomically (a kill mid-write leaves the old state or none).
+    pub fn save(file: &Path, upload: &Upload) -> std::io::Result<()> {
+        let dir = file.parent().expect("state files live in a directory");
+        std::fs::create_dir_all(dir)?;
+        let temp = file.with_extension("tmp");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&temp)?, &serde_json::to_vec(upload).expect("serializes"))?;
+        std::fs::rename(temp, file)
+    }
+
+    pub fn forget(file: &Path) {
+        let _ = std::fs::remove_file(file);
+    }
+
+    /// `$XDG_STATE_HOME/ferry/uploads`, else `~/.local/state/ferry/uploads`.
+    pub fn default_dir() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))?;
+        Some(base.join("ferry/uploads"))
+    }
+}
+
+pub use resume::default_dir as default_state_dir;

@@ -59,6 +59,30 @@ struct RouteLabels {
     method: MethodLabel,
 }
 
+/// What a request to the embedded store asked for, as a bounded label value.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum StoreOperation {
+    PutObject,
+    PostObject,
+    GetObject,
+    HeadObject,
+    DeleteObject,
+    CopyObject,
+    CreateMultipartUpload,
+    UploadPart,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    ListParts,
+    ListObjects,
+    Other,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    operation: StoreOperation,
+    status: u16,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     code: &'static str,
@@ -70,6 +94,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
     refusals: Family<CodeLabels, Counter>,
+    store_requests: Family<StoreLabels, Counter>,
     presigns: Counter,
     confirms_new: Counter,
     confirms_repeated: Counter,
@@ -93,10 +118,16 @@ impl Default for Metrics {
             durations.clone(),
         );
         registry.register("refusals", "Client requests refused, by stable error code", refusals.clone());
+        let store_requests = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "store_requests",
+            "Requests the embedded store answered, by S3 operation and status",
+            store_requests.clone(),
+        );
         registry.register("presigns", "Upload URLs issued", presigns.clone());
         registry.register("confirms_new", "Uploads verified and recorded", confirms_new.clone());
         registry.register("confirms_repeated", "Confirms of an upload already recorded", confirms_repeated.clone());
-        Self { registry, requests, durations, refusals, presigns, confirms_new, confirms_repeated }
+        Self { registry, requests, durations, refusals, store_requests, presigns, confirms_new, confirms_repeated }
     }
 }
 
@@ -107,6 +138,11 @@ impl Metrics {
         let route = route.to_owned();
         self.durations.get_or_create(&RouteLabels { route: route.clone(), method }).observe(seconds);
         self.requests.get_or_create(&RequestLabels { route, method, status: status.min(599) }).inc();
+    }
+
+    /// Counts one answer of the embedded store.
+    pub fn store_request(&self, operation: StoreOperation, status: u16) {
+        self.store_requests.get_or_create(&StoreLabels { operation, status: status.min(599) }).inc();
     }
 
     /// Counts a refusal by its stable code.

@@ -56,6 +56,14 @@ pub enum Command {
         /// bucket refuses bytes that do not match).
         #[arg(long)]
         no_checksum: bool,
+        /// Start over instead of continuing an upload a previous run left unfinished (by default
+        /// unfinished multipart uploads are remembered in $XDG_STATE_HOME/ferry/uploads, and a
+        /// rerun of the same command sends only the missing parts); a failed upload is aborted.
+        #[arg(long)]
+        no_resume: bool,
+        /// Parts of one file sent at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        part_jobs: u16,
     },
     /// Configure the bucket.
     Bucket {
@@ -119,7 +127,17 @@ pub fn init_tracing() {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command.unwrap_or(Command::Serve) {
         // A client command: it needs none of the server's configuration.
-        Command::Upload { files, api, token, user, content_type, multipart_threshold, no_checksum } => {
+        Command::Upload {
+            files,
+            api,
+            token,
+            user,
+            content_type,
+            multipart_threshold,
+            no_checksum,
+            no_resume,
+            part_jobs,
+        } => {
             let identity = match token {
                 Some(token) => crate::client::Identity::Token(token),
                 None => crate::client::Identity::DevUser(user),
@@ -127,6 +145,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let mut client = crate::client::Client::new(&api, identity)?;
             client.multipart_threshold = multipart_threshold;
             client.checksums = !no_checksum;
+            client.concurrency = usize::from(part_jobs);
+            client.state_dir = if no_resume { None } else { crate::client::default_state_dir() };
             upload_files(&client, &files, content_type.as_deref()).await
         }
         command => run_with_config(command, Config::from_env()?).await,

@@ -55,7 +55,10 @@ impl Core {
     pub async fn open(cfg: &Config) -> Result<Self, CoreError> {
         data_dir::ensure(&cfg.server.data_dir)?;
         let metrics = Arc::new(Metrics::default());
-        let (bucket, store, embedded) = open_store(cfg)?;
+        let (bucket, store, mut embedded) = open_store(cfg)?;
+        if let Some(embedded) = &mut embedded {
+            embedded.set_metrics(metrics.clone());
+        }
         let ticket_secret = match &cfg.uploads.ticket_secret {
             Some(s) => s.clone(),
             None => data_dir::derive_secret(&bucket.secret_access_key, b"ferry upload tickets"),

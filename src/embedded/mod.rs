@@ -135,6 +135,8 @@ pub struct EmbeddedStore {
     bucket: String,
     service: S3Service,
     body_idle_timeout: Duration,
+    /// Where each answer is counted (`ferry_store_requests`), once Ferry hands its metrics over.
+    metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 impl EmbeddedStore {
@@ -160,7 +162,13 @@ impl EmbeddedStore {
             bucket: opts.bucket.to_owned(),
             service: builder.build(),
             body_idle_timeout: opts.body_idle_timeout,
+            metrics: None,
         })
+    }
+
+    /// Counts every answer of the store's endpoint in `metrics`, by S3 operation and status.
+    pub fn set_metrics(&mut self, metrics: Arc<crate::telemetry::Metrics>) {
+        self.metrics = Some(metrics);
     }
 
     /// The store as Ferry itself uses it: same disk, no HTTP; `signer` signs browsers' URLs.
@@ -174,13 +182,48 @@ impl EmbeddedStore {
         let service = self.service.clone();
         let idle = self.body_idle_timeout;
         let logs = quiet_log::QuietS3s::around_current();
+        let metrics = self.metrics.clone();
         let handler = tower::service_fn(move |req: axum::extract::Request| {
             let service = service.clone();
             let logs = logs.clone();
+            let metrics = metrics.clone();
             let req = req.map(|body| Body::new(crate::idle_body::IdleBody::new(body, idle)));
-            async move { Ok::<_, Infallible>(call(&service, &logs, req).await) }
+            async move {
+                let operation = operation_of(&req);
+                let response = call(&service, &logs, req).await;
+                if let Some(metrics) = &metrics {
+                    metrics.store_request(operation, response.status().as_u16());
+                }
+                Ok::<_, Infallible>(response)
+            }
         });
         Router::new().fallback_service(handler).layer(cors(cors_origins))
+    }
+}
+
+/// The S3 operation a request asks for, from its method, path and query (enough to count it:
+/// `s3s` decides what it really is).
+fn operation_of(req: &axum::extract::Request) -> crate::telemetry::StoreOperation {
+    use crate::telemetry::StoreOperation as Op;
+    let query = req.uri().query().unwrap_or_default();
+    let has = |name: &str| query.split('&').any(|pair| pair.split('=').next() == Some(name));
+    let object = req.uri().path().trim_start_matches('/').contains('/')
+        && !req.uri().path().trim_start_matches('/').ends_with('/');
+    let copy = req.headers().contains_key("x-amz-copy-source");
+    match (req.method().as_str(), object) {
+        ("PUT", true) if has("partNumber") && has("uploadId") => Op::UploadPart,
+        ("PUT", true) if copy => Op::CopyObject,
+        ("PUT", true) => Op::PutObject,
+        ("POST", true) if has("uploads") => Op::CreateMultipartUpload,
+        ("POST", true) if has("uploadId") => Op::CompleteMultipartUpload,
+        ("POST", false) => Op::PostObject,
+        ("GET", true) if has("uploadId") => Op::ListParts,
+        ("GET", true) => Op::GetObject,
+        ("HEAD", true) => Op::HeadObject,
+        ("DELETE", true) if has("uploadId") => Op::AbortMultipartUpload,
+        ("DELETE", true) => Op::DeleteObject,
+        ("GET", false) => Op::ListObjects,
+        _ => Op::Other,
     }
 }
 

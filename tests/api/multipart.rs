@@ -9,7 +9,8 @@ crate::on_both_backends!(
     a_multipart_upload_is_joined_verified_and_recorded,
     a_multipart_completion_with_a_bogus_etag_records_nothing,
     another_user_cannot_get_part_urls_for_my_upload,
-    ferry_upload_sends_small_files_whole_and_large_ones_in_parts
+    ferry_upload_sends_small_files_whole_and_large_ones_in_parts,
+    a_killed_ferry_upload_resumes_without_resending_the_parts_that_arrived
 );
 
 const MIB: usize = 1024 * 1024;
@@ -99,7 +100,9 @@ async fn ferry_upload_sends_small_files_whole_and_large_ones_in_parts(backend: B
     std::fs::write(&small, b"a small file").unwrap();
     let large_bytes = random_bytes(17 * MIB);
     std::fs::write(&large, &large_bytes).unwrap();
+    let state = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .env("XDG_STATE_HOME", state.path())
         .args(["upload", "--api", &app.url(""), "--user", "carol", "--multipart-threshold", &(MIB as u64).to_string()])
         .arg(&small)
         .arg(&large)
@@ -137,4 +140,76 @@ async fn ferry_upload_sends_small_files_whole_and_large_ones_in_parts(backend: B
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let files = reply(app.get_as("dave", "/files").await).await;
     assert_eq!(files.body["files"][0]["md5"], serde_json::Value::Null);
+}
+
+/// The successful answers of the embedded store to UploadPart so far, from `/metrics`.
+async fn parts_stored(app: &crate::helpers::TestApp) -> u64 {
+    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("ferry_store_requests_total{") && l.contains("operation=\"UploadPart\""))
+        .filter(|l| l.contains("status=\"200\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// `ferry upload` remembers an unfinished multipart upload: killed with SIGKILL after its first
+/// part, a rerun of the same command sends only the parts the bucket does not have (counted at
+/// the store), and the file arrives whole. `--no-resume` starts over.
+async fn a_killed_ferry_upload_resumes_without_resending_the_parts_that_arrived(backend: Backend) {
+    use tokio::io::AsyncBufReadExt;
+
+    let app = spawn_app(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    let bytes = random_bytes(80 * MIB); // five 16 MiB parts
+    std::fs::write(&path, &bytes).unwrap();
+    let upload = |extra: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
+            .env("XDG_STATE_HOME", state.path())
+            .args(["upload", "--api", &app.url(""), "--user", "erin", "--part-jobs", "1"])
+            .args(extra)
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        command
+    };
+
+    // First run: killed as soon as its first part has landed.
+    let mut first = upload(&[]).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(first.stderr.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.contains("big.bin: part ") {
+            break;
+        }
+    }
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let saved: Vec<_> = std::fs::read_dir(state.path().join("ferry/uploads")).unwrap().collect();
+    assert_eq!(saved.len(), 1, "one unfinished upload is remembered");
+    let remembered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(saved[0].as_ref().unwrap().path()).unwrap()).unwrap();
+    let ids = json!({ "objectKey": remembered["object_key"], "uploadId": remembered["upload_id"] });
+    let arrived = app.post_json_as("erin", "/multipart/parts", &ids).await.body["parts"].as_array().unwrap().len();
+    assert!((1..5).contains(&arrived), "the kill left {arrived} of 5 parts");
+    assert_eq!(parts_stored(&app).await, arrived as u64);
+
+    // The rerun sends only the rest.
+    let rerun = upload(&[]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("resuming: {arrived} of 5 parts are already in the bucket")), "{stderr}");
+    assert_eq!(stderr.matches("big.bin: part ").count(), 5 - arrived, "{stderr}");
+    assert_eq!(parts_stored(&app).await, 5, "each part reached the store once");
+    let files = reply(app.get_as("erin", "/files").await).await;
+    assert_eq!(files.body["files"].as_array().unwrap().len(), 1);
+    assert_eq!(app.download_as("erin", files.body["files"][0]["id"].as_i64().unwrap()).await, bytes);
+    assert_eq!(std::fs::read_dir(state.path().join("ferry/uploads")).unwrap().count(), 0, "nothing left to resume");
+
+    // --no-resume sends everything again (a new upload of the same file).
+    let again = upload(&["--no-resume"]).output().await.unwrap();
+    assert!(again.status.success());
+    assert_eq!(parts_stored(&app).await, 10);
 }
