@@ -166,18 +166,72 @@ async function uploadWhole(file, contentType, row, transfer) {
   await api("/save-b2-metadata", { method: "POST", body: { objectKey: presigned.objectKey } });
 }
 
-/** Large files: parts straight to the bucket, three at a time, each retried twice. */
-async function uploadInParts(file, contentType, row, transfer) {
+// ---------------------------------------------------------------- resuming
+// Each unfinished multipart upload is remembered in this browser (key, upload id, part size),
+// under the signed-in user and a fingerprint of the file (name, size, last modified). Choosing
+// the same file again, after a reload or a failure, asks Ferry which parts the bucket has and
+// sends only the others. Finished or cancelled uploads are forgotten.
+
+/** Who is signed in, for the resume records (a token's `sub`, read without verifying it). */
+function whoAmI() {
+  if (session.mode !== "jwt") return session.user;
+  try {
+    return JSON.parse(atob(session.token.split(".")[1].replaceAll("-", "+").replaceAll("_", "/"))).sub || session.token;
+  } catch {
+    return session.token;
+  }
+}
+
+function resumeKey(file) {
+  return `ferry-upload:${whoAmI()}:${file.name}:${file.size}:${file.lastModified}`;
+}
+
+/** The remembered upload of this file and the parts that arrived, or a new upload. */
+async function resumeOrStart(file, contentType) {
+  const key = resumeKey(file);
+  const saved = JSON.parse(localStorage.getItem(key) || "null");
+  if (saved) {
+    try {
+      const ids = { objectKey: saved.objectKey, uploadId: saved.uploadId };
+      const { parts } = await api("/multipart/parts", { method: "POST", body: ids });
+      return { ...saved, arrived: parts };
+    } catch (err) {
+      // Finished, aborted, expired or not this user's: start over.
+      if (!["multipart-not-found", "upload-expired", "upload-not-issued"].includes(err.code)) throw err;
+      localStorage.removeItem(key);
+    }
+  }
   const start = await api("/multipart/start", {
     method: "POST",
     body: { fileName: file.name, contentType, size: file.size },
   });
-  const ids = { objectKey: start.objectKey, uploadId: start.uploadId };
-  transfer.abandon = () => api("/multipart/abort", { method: "POST", body: ids }).catch(() => {});
+  const upload = { objectKey: start.objectKey, uploadId: start.uploadId, partSize: start.partSize, partCount: start.partCount };
+  localStorage.setItem(key, JSON.stringify(upload));
+  return { ...upload, arrived: [] };
+}
+
+/** Large files: parts straight to the bucket, three at a time, each retried twice (with a
+ *  freshly signed URL, so a long upload outlives its URLs); a resumed upload skips the parts
+ *  the bucket has. */
+async function uploadInParts(file, contentType, row, transfer) {
+  const upload = await resumeOrStart(file, contentType);
+  const ids = { objectKey: upload.objectKey, uploadId: upload.uploadId };
+  transfer.abandon = () => {
+    localStorage.removeItem(resumeKey(file));
+    return api("/multipart/abort", { method: "POST", body: ids }).catch(() => {});
+  };
   const report = progressReporter(row, file.size);
-  const sent = new Array(start.partCount).fill(0);
-  const parts = [];
-  const numbers = Array.from({ length: start.partCount }, (_, i) => i + 1);
+  const sent = new Array(upload.partCount).fill(0);
+  const sizeOf = (n) => Math.min(upload.partSize, file.size - (n - 1) * upload.partSize);
+  const parts = upload.arrived.filter((p) => p.size === sizeOf(p.partNumber)).map(({ partNumber, etag }) => ({ partNumber, etag }));
+  for (const { partNumber } of parts) sent[partNumber - 1] = sizeOf(partNumber);
+  if (parts.length) row.status.textContent = `Resuming: ${parts.length} of ${upload.partCount} parts already uploaded.`;
+  const done = new Set(parts.map((p) => p.partNumber));
+  const numbers = Array.from({ length: upload.partCount }, (_, i) => i + 1).filter((n) => !done.has(n));
+  const urlFor = async (partNumber) => {
+    const { urls } = await api("/multipart/urls", { method: "POST", body: { ...ids, partNumbers: [partNumber] } });
+    return urls[0].url;
+  };
   for (let batch = 0; batch < numbers.length; batch += 100) {
     const { urls } = await api("/multipart/urls", {
       method: "POST",
@@ -186,9 +240,9 @@ async function uploadInParts(file, contentType, row, transfer) {
     let next = 0;
     const worker = async () => {
       while (next < urls.length) {
-        const { partNumber, url } = urls[next++];
-        const from = (partNumber - 1) * start.partSize;
-        const blob = file.slice(from, Math.min(from + start.partSize, file.size));
+        let { partNumber, url } = urls[next++];
+        const from = (partNumber - 1) * upload.partSize;
+        const blob = file.slice(from, from + sizeOf(partNumber));
         for (let attempt = 0; ; attempt += 1) {
           try {
             const etag = await sendToBucket(url, blob, {}, (bytes) => {
@@ -199,6 +253,7 @@ async function uploadInParts(file, contentType, row, transfer) {
             break;
           } catch (err) {
             if (err.code === "cancelled" || attempt >= 2) throw err;
+            url = await urlFor(partNumber);
           }
         }
       }
@@ -206,7 +261,9 @@ async function uploadInParts(file, contentType, row, transfer) {
     await Promise.all([worker(), worker(), worker()]);
   }
   row.status.textContent = "Saving…";
+  parts.sort((a, b) => a.partNumber - b.partNumber);
   await api("/multipart/complete", { method: "POST", body: { ...ids, parts } });
+  localStorage.removeItem(resumeKey(file));
 }
 
 async function upload(file, row) {
@@ -228,7 +285,9 @@ async function upload(file, row) {
     refreshList();
   } catch (err) {
     for (const xhr of transfer.requests) xhr.abort();
-    transfer.abandon?.();
+    // Cancelled: forget it. Failed otherwise: keep it, so Retry (or choosing the file again,
+    // even after a reload) sends only the missing parts.
+    if (err.code === "cancelled") transfer.abandon?.();
     row.status.textContent = describe(err);
     row.status.className = "transfer-status error";
     row.cancel.hidden = true;
@@ -302,40 +361,52 @@ async function refreshUsage() {
   }
 }
 
-async function refreshList() {
-  refreshUsage();
+/** Files per page of the list; "Show more" fetches the next page (keyset, by `nextCursor`). */
+const PAGE_SIZE = 50;
+let nextCursor = null;
+
+function fileRow(file) {
+  const tr = document.createElement("tr");
+  const name = file.fileName || file.objectKey;
+  tr.append(cell(name, "name"), cell(humanSize(file.size)), cell(file.contentType || ""),
+    cell(new Date(file.uploadTimestamp).toLocaleString()));
+  const actions = cell("", "actions");
+  const get = document.createElement("button");
+  get.type = "button";
+  get.className = "secondary";
+  get.textContent = "Download";
+  get.setAttribute("aria-label", `Download ${name}`);
+  get.onclick = () => download(file);
+  const del = document.createElement("button");
+  del.type = "button";
+  del.className = "danger";
+  del.textContent = "Delete";
+  del.setAttribute("aria-label", `Delete ${name}`);
+  del.onclick = () => remove(file);
+  actions.append(get, del);
+  tr.append(actions);
+  return tr;
+}
+
+/** The first page of the list (`more`: the next page, appended). */
+async function refreshList(more = false) {
+  if (!more) refreshUsage();
   try {
-    const { files } = await api("/files?limit=100");
+    const cursor = more && nextCursor ? `&cursor=${encodeURIComponent(nextCursor)}` : "";
+    const page = await api(`/files?limit=${PAGE_SIZE}${cursor}`);
     $("files-error").textContent = "";
     const rows = $("file-rows");
-    rows.replaceChildren();
-    for (const file of files) {
-      const tr = document.createElement("tr");
-      const name = file.fileName || file.objectKey;
-      tr.append(cell(name, "name"), cell(humanSize(file.size)), cell(file.contentType || ""),
-        cell(new Date(file.uploadTimestamp).toLocaleString()));
-      const actions = cell("", "actions");
-      const get = document.createElement("button");
-      get.type = "button";
-      get.className = "secondary";
-      get.textContent = "Download";
-      get.setAttribute("aria-label", `Download ${name}`);
-      get.onclick = () => download(file);
-      const del = document.createElement("button");
-      del.type = "button";
-      del.className = "danger";
-      del.textContent = "Delete";
-      del.setAttribute("aria-label", `Delete ${name}`);
-      del.onclick = () => remove(file);
-      actions.append(get, del);
-      tr.append(actions);
-      rows.append(tr);
-    }
-    $("no-files").hidden = files.length > 0;
+    if (!more) rows.replaceChildren();
+    for (const file of page.files) rows.append(fileRow(file));
+    nextCursor = page.nextCursor;
+    $("more-files").hidden = !nextCursor;
+    $("no-files").hidden = rows.children.length > 0;
   } catch (err) {
     $("files-error").textContent = describe(err);
   }
 }
+
+$("more-files").addEventListener("click", () => refreshList(true));
 
 // ---------------------------------------------------------------- start
 

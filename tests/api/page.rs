@@ -12,6 +12,10 @@ async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
     let store = ExternalStore::start().await;
     let blocked = spawn_app_with_store(Backend::Sqlite, &store, &[]).await;
 
+    // 55 files already there: the page's list shows 50 and pages to the rest.
+    for i in 0..55 {
+        app.upload_as("page-user", &format!("earlier-{i:02}.txt"), "text/plain", b"x".to_vec()).await;
+    }
     let dir = env!("CARGO_MANIFEST_DIR");
     let screenshot = format!("{dir}/target/page-screenshot.png");
     let output = tokio::process::Command::new("node")
@@ -30,7 +34,17 @@ async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(app.row_count().await, 2, "both uploaded files were recorded");
+    assert_eq!(app.row_count().await, 55 + 3, "the three uploaded files were recorded");
+    // Each part reached the store once: two of the 17 MiB video, three of the resumed 48 MiB file
+    // (without resuming, the reload would have cost at least one more).
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let parts_stored: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("ferry_store_requests_total{") && l.contains("operation=\"UploadPart\""))
+        .filter(|l| l.contains("status=\"200\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(parts_stored, 5);
     // The small file went in one PUT with the MD5 the page computed (in a worker), which the
     // store checked and Ferry recorded; the large one went in parts, without a whole-file digest.
     let listed = crate::helpers::reply(app.get_as("page-user", "/files").await).await;

@@ -5,7 +5,9 @@
 //   FERRY_CHROMIUM          the browser binary; FERRY_SCREENSHOT where to save a screenshot
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { chromium } from "playwright-core";
 
 const env = (name) => {
@@ -33,6 +35,15 @@ try {
   // 1. A few MiB chosen, straight to the bucket, progress to 100%, listed, downloaded intact.
   const page = await context.newPage();
   await signIn(page, env("FERRY_PAGE_URL"), "page-user");
+
+  // The list pages through nextCursor: the test made 55 files before, the page shows 50 and
+  // "Show more" brings the rest.
+  await page.locator("#file-rows tr").nth(49).waitFor();
+  assert.equal(await page.locator("#file-rows tr").count(), 50);
+  await page.getByRole("button", { name: "Show more" }).click();
+  await page.locator("#file-rows tr").nth(54).waitFor();
+  assert.equal(await page.locator("#file-rows tr").count(), 55);
+  assert.ok(await page.getByRole("button", { name: "Show more" }).isHidden(), "nothing more to show");
   // Choosing files works from the keyboard: Enter on the focused button opens the file input.
   // (The input's own click is observed and its native dialog suppressed: deterministic, unlike
   // waiting for the browser's file-chooser event on a loaded machine.)
@@ -69,6 +80,33 @@ try {
   ]);
   assert.ok((await readFile(await bigDownload.path())).equals(large), "the multipart upload came back whole");
 
+  // A reload in the middle of a multipart upload: choosing the same file again sends only the
+  // parts the bucket does not have (the test also counts them at the store).
+  const resumable = path.join(tmpdir(), `ferry-resume-${process.pid}.bin`);
+  const resumableBytes = randomBytes(48 * 1024 * 1024); // three 16 MiB parts
+  await writeFile(resumable, resumableBytes);
+  try {
+    const firstPart = page.waitForResponse((r) => r.request().method() === "PUT" && r.url().includes("partNumber=")
+      && r.status() === 200, { timeout: 60_000 });
+    await page.setInputFiles("#file-input", resumable);
+    await firstPart;
+    await signIn(page, env("FERRY_PAGE_URL"), "page-user"); // reloads the page mid-upload
+    let resumedPuts = 0;
+    page.on("request", (r) => { if (r.method() === "PUT" && r.url().includes("partNumber=")) resumedPuts += 1; });
+    await page.setInputFiles("#file-input", resumable);
+    const name = path.basename(resumable);
+    await page.locator("#transfers li", { hasText: name }).locator(".transfer-status.done").waitFor({ timeout: 120_000 });
+    assert.ok(resumedPuts < 3, `after the reload only missing parts were sent (${resumedPuts} of 3)`);
+    const [resumedDownload] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: `Download ${name}` }).click(),
+    ]);
+    assert.ok((await readFile(await resumedDownload.path())).equals(resumableBytes), "the resumed upload came back whole");
+    console.log(`resumed upload: ${resumedPuts} part PUTs after the reload`);
+  } finally {
+    await rm(resumable, { force: true });
+  }
+
   await page.screenshot({ path: env("FERRY_SCREENSHOT"), fullPage: true });
 
   // 2. The store's CORS does not allow the page: a visible error, and nothing recorded.
@@ -80,7 +118,7 @@ try {
   assert.match(await error.innerText(), /storage service refused the upload from this page/);
   assert.ok(await blocked.getByRole("button", { name: "Retry" }).isVisible());
   assert.ok(await blocked.locator("#no-files").isVisible(), "no file is listed");
-  console.log("page test: 3 passed, 0 failed");
+  console.log("page test: 5 passed, 0 failed");
 } finally {
   await browser.close();
 }
