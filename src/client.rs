@@ -2,7 +2,10 @@
 //! files, multipart for large ones. Files are streamed from disk, never read whole.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::StreamExt as _;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -11,10 +14,29 @@ use tokio_util::io::ReaderStream;
 
 use crate::config::defaults;
 use crate::wire::{
-    CompletedPart, ConfirmRequest, Confirmed, ErrorBody, FileView, MultipartAbortRequest, MultipartCompleteRequest,
-    MultipartParts, MultipartPartsRequest, MultipartStartRequest, MultipartStarted, PartUrls, PartUrlsRequest,
-    PresignRequest, PresignResponse,
+    CompletedPart, ConfirmRequest, Confirmed, DownloadUrl, ErrorBody, FileList, FileView, MultipartAbortRequest,
+    MultipartCompleteRequest, MultipartParts, MultipartPartsRequest, MultipartStartRequest, MultipartStarted, PartUrls,
+    PartUrlsRequest, PresignRequest, PresignResponse,
 };
+
+/// What an upload reports as it goes: the CLI draws progress bars from it, or prints the notes.
+pub trait Progress: Send + Sync {
+    /// The upload will send `total` bytes (fewer when resuming: what is left).
+    fn started(&self, _total: u64) {}
+    /// `bytes` more left for the bucket.
+    fn sent(&self, _bytes: u64) {}
+    /// A line worth telling the user (a part landed, resuming, interrupted).
+    fn note(&self, message: &str);
+}
+
+/// Notes on stderr, no bars.
+pub struct StderrNotes;
+
+impl Progress for StderrNotes {
+    fn note(&self, message: &str) {
+        eprintln!("  {message}");
+    }
+}
 
 /// How the client proves who it is.
 #[derive(Debug, Clone)]
@@ -37,6 +59,14 @@ pub enum ClientError {
     Refused { code: String, message: String },
     #[error("the bucket refused part {part}: HTTP {status}")]
     Store { part: u16, status: u16 },
+}
+
+/// Where a body goes, and the headers its URL was signed with.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    url: &'a str,
+    content_type: Option<&'a str>,
+    md5: Option<&'a str>,
 }
 
 pub struct Client {
@@ -96,8 +126,12 @@ impl Client {
 
     /// POSTs `body` to `path` and reads the typed answer, or Ferry's error body.
     async fn call<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, ClientError> {
-        let mut request = self.http.post(format!("{}{path}", self.api)).json(body);
-        request = match &self.identity {
+        self.send(self.http.post(format!("{}{path}", self.api)).json(body)).await
+    }
+
+    /// Sends an API request as the caller and reads the typed answer, or Ferry's error body.
+    async fn send<R: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<R, ClientError> {
+        let request = match &self.identity {
             Identity::Token(token) => request.bearer_auth(token),
             Identity::DevUser(user) => request.header("x-user-id", user),
         };
@@ -111,6 +145,86 @@ impl Client {
             });
         }
         serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected(self.api.clone()))
+    }
+
+    /// Every one of the caller's files, newest first (page by page, through `nextCursor`).
+    pub async fn list_all(&self) -> Result<Vec<FileView>, ClientError> {
+        let mut files = Vec::new();
+        let mut cursor: Option<String> = None;
+        // 1,000 a page; a million files at most, so the loop is bounded.
+        for _ in 0..1_000 {
+            let mut url = format!("{}/files?limit=1000", self.api);
+            if let Some(cursor) = &cursor {
+                url.push_str(&format!("&cursor={cursor}"));
+            }
+            let page: FileList = self.send(self.http.get(url)).await?;
+            files.extend(page.files);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(files)
+    }
+
+    /// Deletes one of the caller's files.
+    pub async fn delete(&self, id: i64) -> Result<(), ClientError> {
+        let _: crate::wire::Done = self.send(self.http.delete(format!("{}/files/{id}", self.api))).await?;
+        Ok(())
+    }
+
+    /// A short-lived URL of one of the caller's files.
+    pub async fn download_url(&self, id: i64) -> Result<String, ClientError> {
+        let link: DownloadUrl = self
+            .send(self.http.get(format!("{}/files/{id}/download", self.api)).header("accept", "application/json"))
+            .await?;
+        Ok(link.url)
+    }
+
+    /// Downloads `url` to `out`, through `<out>.part`: a download cut short is continued from
+    /// where it stopped (a `Range` request) by the next call. Returns the size.
+    pub async fn fetch_to(&self, url: &str, out: &Path, progress: &Arc<dyn Progress>) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt as _;
+        let partial =
+            out.with_file_name(format!("{}.part", out.file_name().and_then(|n| n.to_str()).unwrap_or("download")));
+        let file_error = |source| ClientError::File { path: partial.display().to_string(), source };
+        let have = tokio::fs::metadata(&partial).await.map(|m| m.len()).unwrap_or(0);
+        let mut request = self.http.get(url);
+        if have > 0 {
+            request = request.header("range", format!("bytes={have}-"));
+        }
+        let response = request.send().await.map_err(|_| ClientError::Network("the bucket".into()))?;
+        let status = response.status();
+        let (mut file, total) = match status.as_u16() {
+            206 => {
+                progress.note(&format!("resuming the download at {have} bytes"));
+                let file = tokio::fs::OpenOptions::new().append(true).open(&partial).await.map_err(file_error)?;
+                (file, have + response.content_length().unwrap_or(0))
+            }
+            // Complete already (the range starts at the end), or the store sent it all.
+            416 if have > 0 => {
+                tokio::fs::rename(&partial, out).await.map_err(file_error)?;
+                return Ok(have);
+            }
+            200 => {
+                let file = tokio::fs::File::create(&partial).await.map_err(file_error)?;
+                (file, response.content_length().unwrap_or(0))
+            }
+            other => return Err(ClientError::Store { part: 0, status: other }),
+        };
+        progress.started(total.saturating_sub(if status.as_u16() == 206 { have } else { 0 }));
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|_| ClientError::Network("the bucket".into()))?;
+            file.write_all(&chunk).await.map_err(file_error)?;
+            progress.sent(chunk.len() as u64);
+        }
+        file.flush().await.map_err(file_error)?;
+        file.sync_all().await.map_err(file_error)?;
+        drop(file);
+        let size = tokio::fs::metadata(&partial).await.map_err(file_error)?.len();
+        tokio::fs::rename(&partial, out).await.map_err(file_error)?;
+        Ok(size)
     }
 
     /// The MD5 (base64, as `Content-MD5` carries it) of `len` bytes of `path` from `offset`,
@@ -145,21 +259,26 @@ impl Client {
     }
 
     /// Streams `len` bytes of `path` from `offset` to a presigned URL; returns the ETag.
-    #[allow(clippy::too_many_arguments)]
     async fn put_range(
         &self,
-        url: &str,
+        target: &Target<'_>,
         path: &Path,
         offset: u64,
         len: u64,
-        content_type: Option<&str>,
-        content_md5: Option<&str>,
         part: u16,
+        progress: &Arc<dyn Progress>,
     ) -> Result<String, ClientError> {
+        let Target { url, content_type, md5: content_md5 } = *target;
         let file_error = |source| ClientError::File { path: path.display().to_string(), source };
         let mut file = tokio::fs::File::open(path).await.map_err(file_error)?;
         file.seek(std::io::SeekFrom::Start(offset)).await.map_err(file_error)?;
-        let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file.take(len), 256 * 1024));
+        let counter = progress.clone();
+        let stream = ReaderStream::with_capacity(file.take(len), 256 * 1024).inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                counter.sent(chunk.len() as u64);
+            }
+        });
+        let body = reqwest::Body::wrap_stream(stream);
         let mut request = self.http.put(url).header("content-length", len).body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
@@ -176,7 +295,12 @@ impl Client {
     }
 
     /// Uploads one file and returns the file record Ferry made.
-    pub async fn upload(&self, path: &Path, content_type: Option<&str>) -> Result<FileView, ClientError> {
+    pub async fn upload(
+        &self,
+        path: &Path,
+        content_type: Option<&str>,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<FileView, ClientError> {
         let size = tokio::fs::metadata(path)
             .await
             .map_err(|source| ClientError::File { path: path.display().to_string(), source })?
@@ -193,12 +317,15 @@ impl Client {
                 sha256: None,
             };
             let presigned: PresignResponse = self.call("/presign-b2-upload", &request).await?;
-            self.put_range(&presigned.presigned_url, path, 0, size, Some(content_type), md5.as_deref(), 1).await?;
+            progress.started(size);
+            let target =
+                Target { url: &presigned.presigned_url, content_type: Some(content_type), md5: md5.as_deref() };
+            self.put_range(&target, path, 0, size, 1, progress).await?;
             let confirm = ConfirmRequest { object_key: Some(presigned.object_key), public_file_url: None };
             let saved: Confirmed = self.call("/save-b2-metadata", &confirm).await?;
             return Ok(saved.file);
         }
-        self.upload_multipart(path, &name, content_type, size).await
+        self.upload_multipart(path, &name, content_type, size, progress).await
     }
 
     async fn upload_multipart(
@@ -207,9 +334,10 @@ impl Client {
         name: &str,
         content_type: &str,
         size: u64,
+        progress: &Arc<dyn Progress>,
     ) -> Result<FileView, ClientError> {
         let state_file = self.state_dir.as_ref().map(|dir| resume::state_path(dir, &self.api, path, size));
-        let (upload, arrived) = match self.resumable(state_file.as_deref(), path, size).await? {
+        let (upload, arrived) = match self.resumable(state_file.as_deref(), path, size, progress).await? {
             Some(resumed) => resumed,
             None => {
                 let request = MultipartStartRequest {
@@ -234,13 +362,12 @@ impl Client {
                 (upload, Vec::new())
             }
         };
-        let result = self.send_parts(path, name, size, &upload, arrived).await;
+        let result = self.send_parts(path, name, size, &upload, arrived, progress).await;
         match (&result, &state_file) {
             (Ok(_), Some(file)) => resume::forget(file),
             // Kept for the next run, which sends only the missing parts.
-            (Err(_), Some(file)) => {
-                eprintln!("  {name}: interrupted; run the same command again to resume ({})", file.display())
-            }
+            (Err(_), Some(file)) => progress
+                .note(&format!("{name}: interrupted; run the same command again to resume ({})", file.display())),
             (Err(_), None) => {
                 // Leave nothing half-uploaded behind.
                 let abort = MultipartAbortRequest {
@@ -261,6 +388,7 @@ impl Client {
         state_file: Option<&Path>,
         path: &Path,
         size: u64,
+        progress: &Arc<dyn Progress>,
     ) -> Result<Option<(resume::Upload, Vec<CompletedPart>)>, ClientError> {
         let Some(state_file) = state_file else { return Ok(None) };
         let Some(upload) = resume::load(state_file) else { return Ok(None) };
@@ -285,7 +413,7 @@ impl Client {
                     })
                     .map(|p| CompletedPart { part_number: p.part_number, etag: p.etag })
                     .collect();
-                eprintln!("  resuming: {} of {count} parts are already in the bucket", arrived.len());
+                progress.note(&format!("resuming: {} of {count} parts are already in the bucket", arrived.len()));
                 Ok(Some((upload, arrived)))
             }
             // The upload cannot continue (finished, aborted, expired, someone else's): start over.
@@ -307,8 +435,8 @@ impl Client {
         size: u64,
         upload: &resume::Upload,
         arrived: Vec<CompletedPart>,
+        progress: &Arc<dyn Progress>,
     ) -> Result<FileView, ClientError> {
-        use futures::StreamExt as _;
         let part_size = upload.part_size;
         let count = u16::try_from(size.div_ceil(part_size)).map_err(|_| ClientError::Unexpected(self.api.clone()))?;
         let range = |n: u16| {
@@ -317,6 +445,7 @@ impl Client {
         };
         let done: std::collections::HashSet<u16> = arrived.iter().map(|p| p.part_number).collect();
         let missing: Vec<u16> = (1..=count).filter(|n| !done.contains(n)).collect();
+        progress.started(missing.iter().map(|&n| range(n).1).sum());
         let mut parts = arrived;
         // With checksums, each group's parts are hashed first and their URLs signed with their
         // digests; without, URLs come eight groups at a time.
@@ -347,8 +476,8 @@ impl Client {
                 let (offset, len) = range(part.part_number);
                 let md5 = digest(part.part_number);
                 async move {
-                    let etag =
-                        self.put_range(&part.url, path, offset, len, None, md5.as_deref(), part.part_number).await?;
+                    let target = Target { url: &part.url, content_type: None, md5: md5.as_deref() };
+                    let etag = self.put_range(&target, path, offset, len, part.part_number, progress).await?;
                     Ok::<_, ClientError>(CompletedPart { part_number: part.part_number, etag })
                 }
             });
@@ -356,7 +485,7 @@ impl Client {
             let mut sent = futures::stream::iter(puts).buffer_unordered(self.concurrency.max(1));
             while let Some(done) = sent.next().await {
                 let part = done?;
-                eprintln!("  {name}: part {}/{count}", part.part_number);
+                progress.note(&format!("{name}: part {}/{count}", part.part_number));
                 parts.push(part);
             }
         }

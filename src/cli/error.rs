@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! | --- | --- |
 //! | 0 | success |
-//! | 1 | the work failed: an upload refused or interrupted, a sweep that could not finish |
+//! | 1 | the work failed: an upload, download or delete refused or interrupted, a sweep that could not finish |
 //! | 2 | the command line is wrong (printed by the argument parser) |
 //! | 3 | the configuration is invalid (the message names the variable) |
 //! | 4 | Ferry could not start or reach what it needs: a port, the database, the bucket |
@@ -32,6 +32,8 @@ pub enum CliError {
     Bucket(#[from] StoreError),
     #[error("{failed} of {total} uploads failed")]
     Uploads { failed: usize, total: usize },
+    #[error("{failed} of {total} deletes failed")]
+    Deletes { failed: usize, total: usize },
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("server stopped with an error: {0}")]
@@ -46,7 +48,12 @@ impl CliError {
             Self::Config(_) => 3,
             Self::Startup(StartupError::Core(_) | StartupError::Bind { .. }) | Self::Core(_) => 4,
             Self::Startup(StartupError::InsecureDevMode(_)) => 3,
-            Self::Sweep(_) | Self::Bucket(_) | Self::Uploads { .. } | Self::Client(_) | Self::Serve(_) => 1,
+            Self::Sweep(_)
+            | Self::Bucket(_)
+            | Self::Uploads { .. }
+            | Self::Deletes { .. }
+            | Self::Client(_)
+            | Self::Serve(_) => 1,
         }
     }
 }

@@ -1,16 +1,17 @@
-//! The `ferry` command line: serve (the default), migrate, sweep, token, bucket cors, upload.
+//! The `ferry` command line: serve (the default), migrate, sweep, token, bucket cors; and the
+//! client commands upload, ls, get, rm (`remote.rs`); completions.
 //! Each command is a thin adapter: it opens what it needs (the core, or HTTP on top of it, or
 //! only the API client) and prints the result.
 
 mod error;
+mod remote;
 
 use clap::{Parser, Subcommand};
 
 pub use error::CliError;
 
-use crate::config::{Config, defaults};
+use crate::config::Config;
 use crate::core::Core;
-use crate::identity::DEV_USER;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
@@ -32,39 +33,34 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Upload files through a running Ferry: straight to the bucket, multipart when large.
-    Upload {
-        /// Files to upload.
-        #[arg(required = true)]
-        files: Vec<std::path::PathBuf>,
-        /// Ferry's URL.
-        #[arg(long, default_value = "http://127.0.0.1:3000")]
-        api: String,
-        /// A bearer token (or set FERRY_TOKEN); without one, the dev-mode user is sent.
-        #[arg(long, env = "FERRY_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// The dev-mode user (X-User-Id), when no token is given.
-        #[arg(long, default_value = DEV_USER)]
-        user: String,
-        /// Content type for every file (default: from each file's extension).
-        #[arg(long)]
-        content_type: Option<String>,
-        /// Files larger than this many bytes go by multipart.
-        #[arg(long, default_value_t = defaults::MULTIPART_THRESHOLD)]
-        multipart_threshold: u64,
-        /// Send no MD5 digests (by default each file, or each part, is hashed first and the
-        /// bucket refuses bytes that do not match).
-        #[arg(long)]
-        no_checksum: bool,
-        /// Start over instead of continuing an upload a previous run left unfinished (by default
-        /// unfinished multipart uploads are remembered in $XDG_STATE_HOME/ferry/uploads, and a
-        /// rerun of the same command sends only the missing parts); a failed upload is aborted.
-        #[arg(long)]
-        no_resume: bool,
-        /// Parts of one file sent at once.
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-        part_jobs: u16,
+    /// Upload files through a running Ferry: straight to the bucket, multipart when large,
+    /// resumed when a previous run left them unfinished.
+    Upload(remote::UploadArgs),
+    /// List your files (newest first).
+    Ls {
+        #[command(flatten)]
+        remote: remote::Remote,
     },
+    /// Download one of your files (a download cut short continues where it stopped).
+    Get {
+        /// The file's id (from `ferry ls`).
+        id: i64,
+        /// Where to save it (default: the file's name, in the current directory).
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Delete files.
+    Rm {
+        /// The files' ids (from `ferry ls`).
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Print a shell completion script: `ferry completions bash > /etc/bash_completion.d/ferry`.
+    Completions { shell: clap_complete::Shell },
     /// Configure the bucket.
     Bucket {
         #[command(subcommand)]
@@ -126,49 +122,18 @@ pub fn init_tracing() {
 /// Runs the command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command.unwrap_or(Command::Serve) {
-        // A client command: it needs none of the server's configuration.
-        Command::Upload {
-            files,
-            api,
-            token,
-            user,
-            content_type,
-            multipart_threshold,
-            no_checksum,
-            no_resume,
-            part_jobs,
-        } => {
-            let identity = match token {
-                Some(token) => crate::client::Identity::Token(token),
-                None => crate::client::Identity::DevUser(user),
-            };
-            let mut client = crate::client::Client::new(&api, identity)?;
-            client.multipart_threshold = multipart_threshold;
-            client.checksums = !no_checksum;
-            client.concurrency = usize::from(part_jobs);
-            client.state_dir = if no_resume { None } else { crate::client::default_state_dir() };
-            upload_files(&client, &files, content_type.as_deref()).await
+        // Client commands: they need none of the server's configuration.
+        Command::Upload(args) => remote::upload(args).await,
+        Command::Ls { remote } => remote::ls(remote).await,
+        Command::Get { id, output, remote } => remote::get(id, output, remote).await,
+        Command::Rm { ids, remote } => remote::rm(ids, remote).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut std::io::stdout());
+            Ok(())
         }
         command => run_with_config(command, Config::from_env()?).await,
     }
-}
-
-async fn upload_files(
-    client: &crate::client::Client,
-    files: &[std::path::PathBuf],
-    content_type: Option<&str>,
-) -> Result<(), CliError> {
-    let mut failed = 0;
-    for path in files {
-        match client.upload(path, content_type).await {
-            Ok(file) => println!("{}", serde_json::json!({ "file": path.display().to_string(), "uploaded": file })),
-            Err(e) => {
-                eprintln!("ferry: {}: {e}", path.display());
-                failed += 1;
-            }
-        }
-    }
-    if failed == 0 { Ok(()) } else { Err(CliError::Uploads { failed, total: files.len() }) }
 }
 
 async fn run_with_config(command: Command, cfg: Config) -> Result<(), CliError> {
@@ -182,7 +147,11 @@ async fn run_with_config(command: Command, cfg: Config) -> Result<(), CliError> 
             println!("migrations applied: {db}");
             Ok(())
         }
-        Command::Upload { .. } => Err(CliError::Usage("upload is a client command".into())),
+        Command::Upload(_)
+        | Command::Ls { .. }
+        | Command::Get { .. }
+        | Command::Rm { .. }
+        | Command::Completions { .. } => Err(CliError::Usage("a client command needs no server configuration".into())),
         Command::Bucket { command: BucketCommand::Cors { origins, max_age, print } } => {
             let rules =
                 crate::storage::cors::CorsRules::new(origins, max_age).map_err(|e| CliError::Usage(e.to_string()))?;
