@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, pg_client, reply, spawn_app_with};
+use crate::helpers::{Backend, fresh_database_on, pg_client, reply, spawn_app_with};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the README's test command"))
@@ -119,7 +119,8 @@ fn run(command: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_answer_503_while_postgres_is_down_and_recover_without_a_restart() {
-    let url = env("FERRY_TEST_FLAKY_POSTGRES_URL");
+    // A database of its own on the cluster it stops, so a rerun on the same cluster starts empty.
+    let url = fresh_database_on(&env("FERRY_TEST_FLAKY_POSTGRES_URL")).await;
     let app = spawn_app_with(Backend::Sqlite, &[("DATABASE_URL", url.as_str()), ("FERRY_DB_TIMEOUT", "2")]).await;
     app.upload_as("user_123", "before.txt", "text/plain", b"before".to_vec()).await;
     let presigned = app.presign("during.txt", "text/plain").await;
