@@ -85,7 +85,40 @@ async fn ferry_connects_over_verified_tls_with_channel_binding() {
     let app = spawn_app_with(Backend::Sqlite, &[("DATABASE_URL", url.as_str())]).await;
     let file = app.upload_as("user_123", "tls.txt", "text/plain", b"over TLS".to_vec()).await;
     assert_eq!(app.download_as("user_123", file["id"].as_i64().unwrap()).await, b"over TLS");
-    assert!(app.core.db.describe().contains("channel binding Require"), "{}", app.core.db.describe());
+    // The server's view: Ferry's sessions (the pool keeps them open) came in over TLS. With
+    // `channel_binding=require` enforced (the next test shows a server that cannot offer it is
+    // refused), a TLS session that authenticated with SCRAM is a channel-bound one.
+    let server = tls_client(&env("FERRY_TEST_TLS_POSTGRES_URL"), &env("FERRY_TEST_TLS_CA")).await;
+    let sessions = server
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.usename = current_user AND a.datname = current_database() AND s.pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let tls: Vec<bool> = sessions.iter().map(|r| r.get(0)).collect();
+    assert!(!tls.is_empty() && tls.iter().all(|&ssl| ssl), "Ferry's sessions as the server sees them: {tls:?}");
+}
+
+/// A connection of the test's own to the TLS cluster, trusting its CA.
+async fn tls_client(url: &str, ca: &str) -> tokio_postgres::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+    let (client, connection) = tokio_postgres::connect(&format!("{url}?sslmode=require"), tls).await.unwrap();
+    tokio::spawn(connection);
+    client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,4 +191,93 @@ fn postgres_config(url: &str) -> ferry::config::DatabaseConfig {
         url: ferry::config::Secret::new(url),
         migration_url: None,
     })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_instances_starting_together_on_a_fresh_database_migrate_once() {
+    let url = fresh_database_on(&env("FERRY_TEST_POSTGRES_URL")).await;
+    let vars = [("DATABASE_URL", url.as_str())];
+    let apps = futures::future::join_all((0..4).map(|_| spawn_app_with(Backend::Postgres, &vars))).await;
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")).unwrap().count();
+    let row = pg_client(&url)
+        .await
+        .query_one("SELECT count(*), count(DISTINCT version) FROM ferry_migrations", &[])
+        .await
+        .unwrap();
+    let (rows, versions): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!((rows, versions), (migrations as i64, migrations as i64), "each migration applied exactly once");
+    // They share the schema: a file one uploads, another lists.
+    let file = apps[0].upload_as("user_123", "shared.txt", "text/plain", b"shared".to_vec()).await;
+    let listed = reply(apps[3].get_as("user_123", "/files").await).await;
+    assert_eq!(listed.body["files"][0]["id"], file["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_past_ferry_db_statement_timeout_answers_503_and_a_longer_limit_waits() {
+    let quick = spawn_app_with(Backend::Postgres, &[("FERRY_DB_STATEMENT_TIMEOUT", "1")]).await;
+    let url = quick.database_url.clone();
+    let patient = spawn_app_with(
+        Backend::Postgres,
+        &[("DATABASE_URL", url.as_str()), ("FERRY_DB_STATEMENT_TIMEOUT", "120"), ("FERRY_DB_TIMEOUT", "120")],
+    )
+    .await;
+    quick.upload_as("user_123", "a.txt", "text/plain", b"a".to_vec()).await;
+
+    // Another session holds a lock every read of b2_files waits for.
+    let mut admin = pg_client(&url).await;
+    let lock = admin.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE b2_files IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let waiting = tokio::spawn({
+        let (http, list) = (patient.http.clone(), patient.url("/files"));
+        async move { reply(http.get(list).header("x-user-id", "user_123").send().await.unwrap()).await }
+    });
+    let cut = reply(quick.get_as("user_123", "/files").await).await;
+    assert_eq!((cut.status, cut.code()), (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable"), "{}", cut.body);
+    lock.rollback().await.unwrap();
+    // The instance allowed 120 s waited for the lock instead, and answers once it is gone.
+    let waited = waiting.await.unwrap();
+    assert_eq!(waited.status, StatusCode::OK, "{}", waited.body);
+    assert_eq!(waited.body["files"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_warns_when_the_runtime_role_bypasses_row_level_security() {
+    let owner_url = fresh_database_on(&env("FERRY_TEST_POSTGRES_URL")).await;
+    let migrate = |vars: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        let data = tempfile::tempdir().unwrap();
+        command.arg("migrate").current_dir(data.path()).env_clear().env("FERRY_DATA_DIR", data.path());
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    const WARNING: &str = "the database role bypasses row-level security";
+    // The cluster's superuser as the runtime role: warned about.
+    let log = migrate(&[("DATABASE_URL", owner_url.as_str())]);
+    assert!(log.contains(WARNING) && log.contains("WARN"), "{log}");
+    // An ordinary role with the README's grants, the superuser owning the schema: no warning.
+    let role = format!("ferry_app_{}", uuid::Uuid::new_v4().simple());
+    pg_client(&owner_url)
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'app';
+             GRANT SELECT, INSERT, UPDATE, DELETE ON b2_files TO {role};
+             GRANT USAGE ON SEQUENCE b2_files_id_seq TO {role};
+             GRANT USAGE ON SCHEMA auth TO {role};
+             GRANT SELECT, INSERT ON b2_deleted_keys TO {role};
+             GRANT SELECT, INSERT, DELETE ON ferry_reservations TO {role};"
+        ))
+        .await
+        .unwrap();
+    let (base, db) = owner_url.rsplit_once('/').unwrap();
+    let runtime_url = format!("postgres://{role}:app@{}/{db}", base.rsplit_once('@').unwrap().1);
+    let log = migrate(&[("DATABASE_URL", runtime_url.as_str()), ("DATABASE_MIGRATION_URL", owner_url.as_str())]);
+    assert!(!log.contains(WARNING), "{log}");
+    // The same role made BYPASSRLS is warned about again.
+    pg_client(&owner_url).await.batch_execute(&format!("ALTER ROLE {role} BYPASSRLS")).await.unwrap();
+    let log = migrate(&[("DATABASE_URL", runtime_url.as_str()), ("DATABASE_MIGRATION_URL", owner_url.as_str())]);
+    assert!(log.contains(WARNING), "{log}");
 }
