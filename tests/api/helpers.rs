@@ -29,6 +29,19 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Runs a test body once, on SQLite: for tests that never reach the metadata database in a
+/// way the backends could differ (token checks, the store, input validation before any query).
+#[macro_export]
+macro_rules! on_one_backend {
+    ($($name:ident),* $(,)?) => {
+        mod once {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await }
+            )*
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

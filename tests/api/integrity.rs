@@ -26,6 +26,12 @@ async fn a_forged_key_is_refused_and_writes_nothing(backend: Backend) {
         "00000000-0000-8000-8000-000000000000-a.png".to_owned(),
         "../../etc/passwd".to_owned(),
     ] {
+        // An object really is there under the forged key (where a key can name one), so only
+        // the key check stands between it and a row.
+        if !key.contains("..") {
+            app.put_directly(&key, b"forged".to_vec(), "image/png").await;
+            assert!(app.object_exists(&key).await);
+        }
         let r = app.confirm(&key).await;
         assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "upload-not-issued"), "{key}");
     }
