@@ -9,11 +9,12 @@ use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload};
 
 use crate::helpers::{Backend, random_bytes, spawn_app, spawn_app_with};
 
-crate::on_both_backends!(
-    a_ranged_get_returns_just_the_range,
+crate::on_both_backends!(a_ranged_get_returns_just_the_range,);
+// These never reach the metadata database: once is enough.
+crate::on_one_backend!(
     a_signed_traversal_key_stays_inside_the_store,
     multipart_uploads_accept_only_the_stores_own_etags,
-    the_store_answers_cors_preflights_for_allowed_origins_only
+    the_store_answers_cors_preflights_for_allowed_origins_only,
 );
 
 const HOUR: Duration = Duration::from_secs(3600);
