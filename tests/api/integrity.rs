@@ -11,6 +11,7 @@ crate::on_both_backends!(
     an_oversized_upload_is_refused_and_removed,
     a_disallowed_type_is_refused_at_presign_and_at_confirm,
     repeated_and_concurrent_confirms_make_one_row,
+    a_key_recorded_for_another_user_is_key_taken,
     a_delete_interrupted_by_the_store_is_finished_by_cleanup,
     cleanup_removes_unconfirmed_uploads_and_keeps_the_rest,
 );
@@ -188,4 +189,26 @@ async fn cleanup_removes_unconfirmed_uploads_and_keeps_the_rest(backend: Backend
     }
     // A second sweeper finds nothing left to do.
     assert!(app.core.sweeper.sweep_once(false).await.unwrap().orphans.is_empty());
+}
+
+async fn a_key_recorded_for_another_user_is_key_taken(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // A key issued to bob whose row, somehow, is alice's (another instance's bug, a restored
+    // backup): bob's confirm must not take the row over, nor record a second one.
+    let key = app.issue_key("bob", "shared.txt", now_unix() + 300);
+    app.put_directly(&key, b"bytes".to_vec(), "text/plain").await;
+    let new = NewFile {
+        object_key: key.clone(),
+        file_url: "u".into(),
+        file_name: "shared.txt".into(),
+        content_type: Some("text/plain".into()),
+        size: 5,
+        etag: None,
+    };
+    let alice = ferry::identity::Caller::from_user_id("alice");
+    app.core.db.record(&alice, &new, &ferry::db::Quota::default(), 0).await.unwrap();
+    let r = app.confirm_as("bob", &key).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "key-taken"), "{}", r.body);
+    assert_eq!(app.row_count().await, 1);
+    assert!(app.object_exists(&key).await, "the refusal deleted nothing a row points at");
 }

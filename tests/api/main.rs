@@ -25,4 +25,5 @@ mod postgres;
 mod presigned;
 mod quota;
 mod s3_compat;
+mod settings;
 mod webhooks;
