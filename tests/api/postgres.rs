@@ -281,3 +281,87 @@ async fn start_up_warns_when_the_runtime_role_bypasses_row_level_security() {
     let log = migrate(&[("DATABASE_URL", runtime_url.as_str()), ("DATABASE_MIGRATION_URL", owner_url.as_str())]);
     assert!(log.contains(WARNING), "{log}");
 }
+
+/// A man in the middle: terminates Postgres TLS with its own certificate (one the client is
+/// told to trust) and opens its own TLS session to the real server, piping bytes between them.
+/// Without channel binding SCRAM cannot tell; with it the client binds to the proxy's
+/// certificate and the server to its own, so authentication fails.
+async fn tls_terminating_proxy(server_port: u16, ca: &str, dir: &std::path::Path) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let (cert, key) = (dir.join("proxy.pem"), dir.join("proxy.key"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<_> = CertificateDer::pem_file_iter(&cert).unwrap().map(Result::unwrap).collect();
+    let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, PrivateKeyDer::from_pem_file(&key).unwrap())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 210, 22, 47];
+        while let Ok((mut downstream, _)) = listener.accept().await {
+            let (acceptor, connector) = (acceptor.clone(), connector.clone());
+            tokio::spawn(async move {
+                let mut request = [0u8; 8];
+                downstream.read_exact(&mut request).await?;
+                assert_eq!(request, SSL_REQUEST, "the client asks for TLS first");
+                downstream.write_all(b"S").await?;
+                let mut downstream = acceptor.accept(downstream).await?;
+                let mut upstream = tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await?;
+                upstream.write_all(&SSL_REQUEST).await?;
+                let mut answer = [0u8; 1];
+                upstream.read_exact(&mut answer).await?;
+                assert_eq!(&answer, b"S", "the server speaks TLS");
+                let name = ServerName::try_from("localhost").unwrap();
+                let mut upstream = connector.connect(name, upstream).await?;
+                tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await?;
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    (port, cert.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_binding_refuses_a_tls_man_in_the_middle_that_a_plain_scram_login_lets_through() {
+    let base = env("FERRY_TEST_TLS_POSTGRES_URL");
+    let server_port: u16 = base.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, proxy_cert) = tls_terminating_proxy(server_port, &env("FERRY_TEST_TLS_CA"), dir.path()).await;
+    let through_proxy = base.replace(&format!("@localhost:{server_port}/"), &format!("@localhost:{port}/"));
+    let url = |binding: &str| {
+        format!("{through_proxy}?sslmode=verify-full&sslrootcert={proxy_cert}&channel_binding={binding}")
+    };
+    // Without binding the proxy is invisible: the password login succeeds through it...
+    let unbound = ferry::db::connect(&postgres_config(&url("disable")), std::path::Path::new("/nonexistent")).await;
+    assert!(unbound.is_ok(), "the proxy passes a plain SCRAM login: {:?}", unbound.err());
+    // ... and with `channel_binding=require` (Neon's URLs) the same login is refused.
+    let bound = ferry::db::connect(&postgres_config(&url("require")), std::path::Path::new("/nonexistent")).await;
+    let refused = format!("{:?}", bound.err().expect("channel binding must detect the man in the middle"));
+    // The server's own verdict, not the client giving up.
+    assert!(refused.contains("SCRAM channel binding check failed"), "{refused}");
+}
