@@ -45,8 +45,20 @@ async fn fresh_postgres_database() -> String {
     format!("{base}/{name}")
 }
 
+/// A port free right now, below the kernel's ephemeral range: the site is killed and restarted
+/// on it, and nothing binding port 0 (other tests' servers, outgoing connections) can take it
+/// in between, as it could take an ephemeral one.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use rand::Rng;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low: u16 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
+    for _ in 0..200 {
+        let port = rand::thread_rng().gen_range(10000..low.max(10001));
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range after 200 tries")
 }
 
 /// One installation: a data directory, a database and two fixed ports, kept across restarts.
@@ -114,6 +126,7 @@ impl Site {
             .env("FERRY_SWEEP_INTERVAL", "0")
             .env("FERRY_RATE_LIMIT", "0")
             .env("FERRY_UPLOAD_SECRET", UPLOAD_SECRET)
+            .env("FERRY_DB_POOL_SIZE", "4")
             .env("RUST_LOG", "info");
         if let Some(url) = &self.database_url {
             command.env("DATABASE_URL", url);

@@ -15,13 +15,17 @@ use crate::helpers::{Backend, TestApp, now_unix, reply, spawn_app_with};
 
 crate::on_both_backends!(
     an_hs256_token_names_the_caller_and_x_user_id_is_ignored,
-    a_call_without_a_token_is_refused_with_a_challenge,
     bad_tokens_are_refused_and_change_nothing,
     rs256_and_es256_tokens_verify_through_the_jwks,
+    one_users_token_cannot_touch_another_users_files,
+);
+// These never reach the metadata database: once is enough.
+crate::on_one_backend!(
+    a_call_without_a_token_is_refused_with_a_challenge,
     a_rotated_key_is_picked_up_and_the_old_one_dropped,
     bogus_kids_cannot_hammer_the_identity_provider,
     known_keys_outlive_a_provider_outage_for_a_bounded_time,
-    one_users_token_cannot_touch_another_users_files
+    every_documented_algorithm_verifies_and_symmetric_jwks_keys_are_ignored,
 );
 
 const SECRET: &str = "an HS256 secret of at least thirty-two characters";
@@ -148,9 +152,9 @@ async fn list_with(app: &TestApp, token: &str) -> Vec<Value> {
     reply(response).await.body["files"].as_array().unwrap().clone()
 }
 
+/// Refused with 401 `invalid-token`: every bad token but an expired one answers this code.
 fn assert_refused(r: &crate::helpers::Reply, what: &str) {
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.body);
-    assert!(["invalid-token", "token-expired"].contains(&r.code()), "{what}: {}", r.body);
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid-token"), "{what}: {}", r.body);
 }
 
 async fn an_hs256_token_names_the_caller_and_x_user_id_is_ignored(backend: Backend) {
@@ -224,8 +228,9 @@ async fn bad_tokens_are_refused_and_change_nothing(backend: Backend) {
         parts[1] = b64(&claims("mallory"));
         parts.join(".")
     };
+    let expired_reply = presign_with(&app, &hs(&expired)).await;
+    assert_eq!((expired_reply.status, expired_reply.code()), (StatusCode::UNAUTHORIZED, "token-expired"));
     let cases = [
-        ("expired", hs(&expired)),
         ("not yet valid", hs(&early)),
         ("wrong issuer", hs(&wrong_iss)),
         ("wrong audience", hs(&wrong_aud)),
@@ -236,19 +241,35 @@ async fn bad_tokens_are_refused_and_change_nothing(backend: Backend) {
         ("tampered payload", tampered),
         ("garbage", "not.a.jwt".to_owned()),
     ];
+    // Alice's stored file and her uploaded-but-unconfirmed object: what a bad token claiming to
+    // be alice would change if it were let through.
+    let good = hs(&claims("alice"));
+    let kept = upload_with(&app, &good, "kept").await;
+    let pending = presign_with(&app, &good).await;
+    let pending_key = pending.body["objectKey"].as_str().unwrap().to_owned();
+    let put = app.put(pending.body["presignedUrl"].as_str().unwrap(), b"pending".to_vec(), "text/plain").await;
+    assert_eq!(put, StatusCode::OK);
+    let delete_path = format!("/files/{}", kept["id"]);
     for (what, token) in cases {
-        let r = presign_with(&app, &token).await;
-        assert_refused(&r, what);
+        assert_refused(&presign_with(&app, &token).await, what);
+        let deleted = app.http.delete(app.url(&delete_path)).bearer_auth(&token).send().await.unwrap();
+        assert_refused(&reply(deleted).await, what);
+        let confirm = json!({ "objectKey": pending_key });
+        let confirmed =
+            app.http.post(app.url("/save-b2-metadata")).bearer_auth(&token).json(&confirm).send().await.unwrap();
+        assert_refused(&reply(confirmed).await, what);
     }
-    let expired_reply = presign_with(&app, &hs(&expired)).await;
-    assert_eq!(expired_reply.code(), "token-expired");
     for header in ["Basic YWxpY2U6cHc=", "Bearer", "Bearer    "] {
         let response = app.http.get(app.url("/files")).header("authorization", header).send().await.unwrap();
         let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
         assert!(challenge.contains("error=\"invalid_token\""), "{header}: {challenge}");
         assert_refused(&reply(response).await, header);
     }
-    assert_eq!(app.row_count().await, 0);
+    // Alice's file is still there and the pending upload was not confirmed.
+    let listed: Vec<Value> = list_with(&app, &good).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], kept["id"]);
+    assert_eq!(app.row_count().await, 1);
 }
 
 async fn rs256_and_es256_tokens_verify_through_the_jwks(backend: Backend) {
@@ -328,4 +349,50 @@ async fn known_keys_outlive_a_provider_outage_for_a_bounded_time(backend: Backen
     jwks.down.store(true, Ordering::SeqCst);
     let refused = presign_with(&strict, &token).await;
     assert_eq!((refused.status, refused.code()), (StatusCode::SERVICE_UNAVAILABLE, "auth-unavailable"));
+}
+
+async fn every_documented_algorithm_verifies_and_symmetric_jwks_keys_are_ignored(backend: Backend) {
+    let jwks = serve_jwks(&["rsa1.jwk.json", "ec384.jwk.json", "ed1.jwk.json"]).await;
+    // rsa1's key again without a named `alg` (so PS256 may use it), and a symmetric key whose
+    // secret the test knows: a JWKS is public, so a key in it must never verify an HS* token.
+    let mut any_rsa: Value = serde_json::from_str(&fixture("rsa1.jwk.json")).unwrap();
+    any_rsa["kid"] = json!("rsa-any");
+    any_rsa.as_object_mut().unwrap().remove("alg");
+    let shared = b"a symmetric key published in the JWKS, 32+ bytes";
+    let oct = {
+        use base64::Engine as _;
+        json!({ "kty": "oct", "kid": "shared", "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(shared) })
+    };
+    jwks.keys.write().await.extend([any_rsa, oct]);
+    let app = spawn_with_auth(backend, Some(&jwks), "10").await;
+
+    let pem = |name: &str| fixture(name);
+    let rsa = EncodingKey::from_rsa_pem(pem("rsa1.pem").as_bytes()).unwrap();
+    let ec384 = EncodingKey::from_ec_pem(pem("ec384.pem").as_bytes()).unwrap();
+    let ed = EncodingKey::from_ed_pem(pem("ed1.pem").as_bytes()).unwrap();
+    let hmac = EncodingKey::from_secret(SECRET.as_bytes());
+    let cases = [
+        ("PS256", "pat", sign(Algorithm::PS256, Some("rsa-any"), &rsa, &claims("pat"))),
+        ("ES384", "ed", sign(Algorithm::ES384, Some("ec-384"), &ec384, &claims("ed"))),
+        ("EdDSA", "eddie", sign(Algorithm::EdDSA, Some("ed-1"), &ed, &claims("eddie"))),
+        ("HS384", "hugo", sign(Algorithm::HS384, None, &hmac, &claims("hugo"))),
+        ("HS512", "hana", sign(Algorithm::HS512, None, &hmac, &claims("hana"))),
+    ];
+    for (alg, sub, token) in cases {
+        let r = presign_with(&app, &token).await;
+        assert_eq!(r.status, StatusCode::OK, "{alg}: {}", r.body);
+        let caller = ferry::identity::Caller::from_user_id(sub);
+        assert!(app.core.uploads.ticket(&caller, r.body["objectKey"].as_str().unwrap()).is_ok(), "{alg}: {sub}'s key");
+    }
+    // A key that names its algorithm verifies only that one.
+    assert_refused(
+        &presign_with(&app, &sign(Algorithm::PS256, Some("rsa-1"), &rsa, &claims("pat"))).await,
+        "PS256, RS256 key",
+    );
+    // The symmetric JWKS key verifies nothing, with its kid or without.
+    let oct_key = EncodingKey::from_secret(shared);
+    for kid in [Some("shared"), None] {
+        let token = sign(Algorithm::HS256, kid, &oct_key, &claims("mallory"));
+        assert_refused(&presign_with(&app, &token).await, "HS256 with the JWKS's symmetric key");
+    }
 }

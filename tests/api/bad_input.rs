@@ -5,7 +5,9 @@ use serde_json::json;
 
 use crate::helpers::{Backend, spawn_app};
 
-crate::on_both_backends!(
+crate::on_both_backends!(dangerous_file_names_become_safe_keys,);
+// These never reach the metadata database: once is enough.
+crate::on_one_backend!(
     missing_and_empty_fields_are_named,
     wrong_json_types_are_refused,
     malformed_json_is_refused,
@@ -14,8 +16,7 @@ crate::on_both_backends!(
     over_long_names_are_refused,
     oversized_bodies_are_refused,
     unknown_routes_and_methods_answer_json,
-    dangerous_file_names_become_safe_keys,
-    a_bad_user_header_is_refused
+    a_bad_user_header_is_refused,
 );
 
 async fn missing_and_empty_fields_are_named(backend: Backend) {
@@ -34,7 +35,6 @@ async fn missing_and_empty_fields_are_named(backend: Backend) {
     }
     let r = app.post_json_as("user_123", "/save-b2-metadata", &json!({})).await;
     assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "missing-field"));
-    assert_eq!(app.row_count().await, 0);
 }
 
 async fn wrong_json_types_are_refused(backend: Backend) {
@@ -54,11 +54,14 @@ async fn wrong_json_types_are_refused(backend: Backend) {
 
 async fn malformed_json_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
-    for body in ["{", "{\"fileName\": }", "", "null x"] {
+    for body in ["{", "{\"fileName\": }", "", "{} x"] {
         let r = app.post_raw("/presign-b2-upload", "application/json", body).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body:?}");
-        assert!(["malformed-json", "invalid-body"].contains(&r.code()), "{body:?}: {}", r.body);
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "malformed-json"), "{body:?}: {}", r.body);
     }
+    // The parser stops at the first error: a first value of the wrong shape is reported as
+    // such, before the garbage after it is reached (the README says so under API).
+    let r = app.post_raw("/presign-b2-upload", "application/json", "null x").await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid-body"), "{}", r.body);
 }
 
 async fn a_body_that_is_not_json_is_refused(backend: Backend) {

@@ -2,12 +2,14 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, reply, spawn_app};
+use crate::helpers::{Backend, reply, spawn_app, spawn_app_with};
 
 crate::on_both_backends!(
     files_are_listed_newest_first_with_keyset_pagination,
     another_users_file_is_a_404_everywhere,
     a_download_names_the_original_file,
+    a_download_answers_json_when_asked_for_it,
+    a_public_bucket_downloads_from_the_unsigned_url_and_a_private_one_does_not,
     a_delete_removes_the_object_and_the_row
 );
 
@@ -77,4 +79,42 @@ async fn a_delete_removes_the_object_and_the_row(backend: Backend) {
     assert_eq!(app.row_count().await, 0);
     let again = app.delete_as("user_123", &format!("/files/{id}")).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+async fn a_download_answers_json_when_asked_for_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let file = app.upload_as("user_123", "j.txt", "text/plain", b"as json".to_vec()).await;
+    let path = format!("/files/{}/download", file["id"]);
+    let response = app.http.get(app.url(&path)).header("accept", "application/json").send().await.unwrap();
+    let r = reply(response).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["success"], true);
+    let url = r.body["url"].as_str().unwrap();
+    assert!(url.contains("X-Amz-Signature="), "a signed URL: {url}");
+    let object = app.http.get(url).send().await.unwrap();
+    assert_eq!(object.status(), StatusCode::OK);
+    assert_eq!(object.bytes().await.unwrap().as_ref(), b"as json");
+    // Without the header, the same download is a redirect.
+    assert_eq!(app.get_as("user_123", &path).await.status(), StatusCode::FOUND);
+}
+
+async fn a_public_bucket_downloads_from_the_unsigned_url_and_a_private_one_does_not(backend: Backend) {
+    let public = spawn_app_with(backend, &[("FERRY_PUBLIC_BUCKET", "true")]).await;
+    let file = public.upload_as("user_123", "p.txt", "text/plain", b"public".to_vec()).await;
+    let redirect = public.get_as("user_123", &format!("/files/{}/download", file["id"])).await;
+    assert_eq!(redirect.status(), StatusCode::FOUND);
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, file["fileUrl"].as_str().unwrap(), "the public URL, unsigned");
+    assert!(!location.contains("X-Amz-"), "{location}");
+    let object = public.http.get(&location).send().await.unwrap();
+    assert_eq!(object.status(), StatusCode::OK);
+    assert_eq!(object.bytes().await.unwrap().as_ref(), b"public");
+
+    // By default the bucket is private: the same kind of URL is refused, downloads are signed.
+    let private = spawn_app(backend).await;
+    let file = private.upload_as("user_123", "p.txt", "text/plain", b"private".to_vec()).await;
+    let unsigned = private.http.get(file["fileUrl"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+    let redirect = private.get_as("user_123", &format!("/files/{}/download", file["id"])).await;
+    assert!(redirect.headers()["location"].to_str().unwrap().contains("X-Amz-Signature="));
 }

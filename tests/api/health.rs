@@ -2,12 +2,13 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, reply, spawn_app};
+use crate::helpers::{Backend, ExternalStore, reply, spawn_app, spawn_app_with_store};
 
 crate::on_both_backends!(
     health_and_readiness_answer_when_all_is_well,
     metrics_count_requests_by_route_and_refusals_by_code
 );
+crate::on_one_backend!(readiness_answers_not_ready_while_the_store_is_down);
 
 async fn health_and_readiness_answer_when_all_is_well(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -37,4 +38,19 @@ async fn metrics_count_requests_by_route_and_refusals_by_code(backend: Backend) 
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
     }
+}
+
+async fn readiness_answers_not_ready_while_the_store_is_down(backend: Backend) {
+    let mut store = ExternalStore::start().await;
+    let app = spawn_app_with_store(backend, &store, &[]).await;
+    assert_eq!(app.get_as("user_123", "/readyz").await.status(), StatusCode::OK);
+    store.stop().await;
+    let ready = reply(app.get_as("user_123", "/readyz").await).await;
+    assert_eq!((ready.status, ready.code()), (StatusCode::SERVICE_UNAVAILABLE, "not-ready"), "{}", ready.body);
+    assert_eq!(ready.body["database"], "ok");
+    assert_ne!(ready.body["store"], "ok", "{}", ready.body);
+    // The process itself is still up.
+    assert_eq!(app.get_as("user_123", "/healthz").await.status(), StatusCode::OK);
+    store.restart().await;
+    assert_eq!(app.get_as("user_123", "/readyz").await.status(), StatusCode::OK, "ready again once it is back");
 }

@@ -29,6 +29,19 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Runs a test body once, on SQLite: for tests that never reach the metadata database in a
+/// way the backends could differ (token checks, the store, input validation before any query).
+#[macro_export]
+macro_rules! on_one_backend {
+    ($($name:ident),* $(,)?) => {
+        mod once {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await }
+            )*
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -66,8 +79,13 @@ async fn fresh_postgres_database() -> String {
     let admin = std::env::var("FERRY_TEST_POSTGRES_URL").expect(
         "Postgres tests need FERRY_TEST_POSTGRES_URL (the README's test command starts a throwaway cluster and sets it)",
     );
+    fresh_database_on(&admin).await
+}
+
+/// A fresh database on the cluster `admin` (a superuser's URL) reaches; returns its URL.
+pub async fn fresh_database_on(admin: &str) -> String {
     let name = format!("ferry_test_{}", uuid::Uuid::new_v4().simple());
-    let client = pg_client(&admin).await;
+    let client = pg_client(admin).await;
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
     let (base, _) = admin.rsplit_once('/').expect("admin URL ends in /database");
     format!("{base}/{name}")
@@ -100,6 +118,9 @@ pub async fn spawn_app_until(
         ("FERRY_UPLOAD_SECRET".into(), UPLOAD_SECRET.into()),
         // Tests send many requests from one address; the rate-limit tests turn it back on.
         ("FERRY_RATE_LIMIT".into(), "0".into()),
+        // Tests run in parallel against one cluster, some with several instances each: small
+        // pools keep them inside its max_connections (scripts/test sizes that per core).
+        ("FERRY_DB_POOL_SIZE".into(), "4".into()),
     ]);
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());

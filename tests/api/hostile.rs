@@ -14,18 +14,22 @@ use crate::helpers::{
 };
 
 crate::on_both_backends!(
-    a_webhook_signature_flood_does_not_stall_the_server,
-    random_methods_do_not_grow_the_metrics,
-    metrics_can_live_on_their_own_address,
-    connections_that_never_finish_their_headers_are_closed_and_capped,
-    a_body_that_stalls_is_cut_off,
-    clients_over_the_rate_limit_get_429_with_retry_after,
     a_confirmed_object_cannot_be_replaced_through_its_upload_url,
     a_replaced_object_on_another_store_is_reported_and_never_deleted,
     a_deleted_key_stays_deleted_when_a_late_confirm_arrives,
     an_upper_case_spelling_of_a_key_is_not_the_key,
     dev_mode_answers_only_loopback_host_names,
     a_multipart_completion_of_10000_parts_is_read,
+);
+// These never reach the metadata database: once is enough.
+crate::on_one_backend!(
+    a_webhook_signature_flood_does_not_stall_the_server,
+    random_methods_do_not_grow_the_metrics,
+    metrics_can_live_on_their_own_address,
+    connections_that_never_finish_their_headers_are_closed_and_capped,
+    a_body_that_stalls_is_cut_off,
+    clients_over_the_rate_limit_get_429_with_retry_after,
+    ferry_insecure_dev_auth_allows_dev_mode_off_loopback_and_any_host,
 );
 
 /// Asserts that `/healthz` answers within a generous bound while an attack runs.
@@ -274,4 +278,36 @@ async fn a_multipart_completion_of_10000_parts_is_read(backend: Backend) {
     let answer = app.post_json_as("user_123", "/multipart/complete", &body).await;
     // Read whole and judged: the store refuses parts it never received (not 413 body-too-large).
     assert_eq!((answer.status, answer.code()), (StatusCode::BAD_REQUEST, "invalid-parts"), "{}", answer.body);
+}
+
+async fn ferry_insecure_dev_auth_allows_dev_mode_off_loopback_and_any_host(_backend: Backend) {
+    use ferry::startup::{Application, StartupError};
+    let build = |insecure: bool| async move {
+        let data = tempfile::tempdir().unwrap();
+        let path = data.path().display().to_string();
+        let cfg = ferry::config::Config::from_lookup(|k| match k {
+            "FERRY_DATA_DIR" => Some(path.clone()),
+            "FERRY_SWEEP_INTERVAL" => Some("0".into()),
+            "FERRY_INSECURE_DEV_AUTH" if insecure => Some("1".into()),
+            _ => None,
+        })
+        .unwrap();
+        // Every address, not loopback only: what dev mode refuses unless told otherwise.
+        let api = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let store = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        (Application::build(cfg, api, Some(store)).await, data)
+    };
+    let (refused, _data) = build(false).await;
+    assert!(matches!(refused, Err(StartupError::InsecureDevMode(_))), "dev mode off loopback must be refused");
+
+    let (app, _data) = build(true).await;
+    let app = app.expect("FERRY_INSECURE_DEV_AUTH=1 lets dev mode listen on every address");
+    let port = app.api_addr().port();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    // And the loopback-only Host check is off with it: any host name is answered.
+    let http = reqwest::Client::new();
+    let answer =
+        http.get(format!("http://127.0.0.1:{port}/files")).header("host", "evil.example").send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    server.abort();
 }

@@ -1,6 +1,7 @@
-//! Integration tests: the real server on port 0, real bytes through real presigned URLs,
-//! against both metadata backends (SQLite, and Postgres when `FERRY_TEST_POSTGRES_URL` is set,
-//! as the README's test command does).
+//! Integration tests: the real server on port 0, real bytes through real presigned URLs.
+//! Tests that reach the metadata database run on both backends (`on_both_backends!`: SQLite,
+//! and Postgres at `FERRY_TEST_POSTGRES_URL`, which the README's test command sets); the rest
+//! run once (`on_one_backend!`).
 
 mod helpers;
 
@@ -26,6 +27,7 @@ mod presigned;
 mod quota;
 mod s3_compat;
 mod s3_tools;
+mod settings;
 mod store_auth;
 mod store_limits;
 mod uppy;

@@ -1,17 +1,23 @@
 //! Large files by multipart, and `ferry upload` using it, with real bytes.
 
-use reqwest::StatusCode;
-use serde_json::json;
+use std::sync::{Arc, Mutex};
 
-use crate::helpers::{Backend, random_bytes, reply, spawn_app};
+use axum::response::IntoResponse;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, random_bytes, reply, spawn_app, spawn_app_with};
 
 crate::on_both_backends!(
     a_multipart_upload_is_joined_verified_and_recorded,
     a_multipart_completion_with_a_bogus_etag_records_nothing,
-    another_user_cannot_get_part_urls_for_my_upload,
+    an_aborted_multipart_upload_is_gone_and_frees_its_reservation,
     ferry_upload_sends_small_files_whole_and_large_ones_in_parts,
-    a_killed_ferry_upload_resumes_without_resending_the_parts_that_arrived
+    ferry_upload_aborts_a_multipart_upload_that_failed,
+    a_killed_ferry_upload_resumes_without_resending_the_parts_that_arrived,
 );
+// These never reach the metadata database: once is enough.
+crate::on_one_backend!(another_user_cannot_get_part_urls_for_my_upload,);
 
 const MIB: usize = 1024 * 1024;
 
@@ -51,7 +57,10 @@ async fn a_multipart_completion_with_a_bogus_etag_records_nothing(backend: Backe
             &json!({ "objectKey": key, "uploadId": upload_id, "partNumbers": [1] }),
         )
         .await;
-    app.http.put(urls.body["urls"][0]["url"].as_str().unwrap()).body(vec![1u8; 10]).send().await.unwrap();
+    // The part really is there, so the refusal below is the bogus ETag's, not a missing part's.
+    let part = app.http.put(urls.body["urls"][0]["url"].as_str().unwrap()).body(vec![1u8; 10]).send().await.unwrap();
+    assert_eq!(part.status(), StatusCode::OK);
+    let etag = part.headers()["etag"].to_str().unwrap().to_owned();
     let bogus = json!([{ "partNumber": 1, "etag": "0123456789abcdef0123456789abcdef" }]);
     let done = app
         .post_json_as(
@@ -68,6 +77,17 @@ async fn a_multipart_completion_with_a_bogus_etag_records_nothing(backend: Backe
     assert_eq!((done.status, done.code()), (StatusCode::BAD_REQUEST, "invalid-parts"));
     assert_eq!(app.row_count().await, 0);
     assert!(!app.object_exists(key.as_str().unwrap()).await);
+    // The same upload with the part's real ETag completes: only the ETag was wrong.
+    let real = json!([{ "partNumber": 1, "etag": etag }]);
+    let done = app
+        .post_json_as(
+            "alice",
+            "/multipart/complete",
+            &json!({ "objectKey": key, "uploadId": upload_id, "parts": real }),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(app.row_count().await, 1);
 }
 
 async fn another_user_cannot_get_part_urls_for_my_upload(backend: Backend) {
@@ -212,4 +232,117 @@ async fn a_killed_ferry_upload_resumes_without_resending_the_parts_that_arrived(
     let again = upload(&["--no-resume"]).output().await.unwrap();
     assert!(again.status.success());
     assert_eq!(parts_stored(&app).await, 10);
+}
+
+async fn an_aborted_multipart_upload_is_gone_and_frees_its_reservation(backend: Backend) {
+    let app = spawn_app_with(backend, &[("FERRY_QUOTA_FILES", "1")]).await;
+    let body = json!({ "fileName": "a.bin", "contentType": "application/octet-stream", "size": 10 });
+    let start = app.post_json_as("alice", "/multipart/start", &body).await;
+    assert_eq!(start.status, StatusCode::OK, "{}", start.body);
+    let ids = json!({ "objectKey": start.body["objectKey"], "uploadId": start.body["uploadId"] });
+    let mut urls_body = ids.clone();
+    urls_body["partNumbers"] = json!([1]);
+    let urls = app.post_json_as("alice", "/multipart/urls", &urls_body).await;
+    let part_url = urls.body["urls"][0]["url"].as_str().unwrap().to_owned();
+    let part = app.http.put(&part_url).body(vec![1u8; 10]).send().await.unwrap();
+    assert_eq!(part.status(), StatusCode::OK);
+    let etag = part.headers()["etag"].to_str().unwrap().to_owned();
+    // The upload holds alice's one file of quota while it is open.
+    let second = app.presign_as("alice", "second.txt", "text/plain").await;
+    assert_eq!((second.status, second.code()), (StatusCode::FORBIDDEN, "quota-exceeded"));
+
+    // Someone else cannot abort it: it stays open.
+    let foreign = app.post_json_as("mallory", "/multipart/abort", &ids).await;
+    assert_eq!((foreign.status, foreign.code()), (StatusCode::FORBIDDEN, "upload-not-issued"), "{}", foreign.body);
+    assert_eq!(app.http.put(&part_url).body(vec![1u8; 10]).send().await.unwrap().status(), StatusCode::OK);
+
+    let aborted = app.post_json_as("alice", "/multipart/abort", &ids).await;
+    assert_eq!((aborted.status, aborted.body.clone()), (StatusCode::OK, json!({ "success": true })));
+    // The bucket no longer has the upload: its part URL and its completion are refused.
+    let late = app.http.put(&part_url).body(vec![1u8; 10]).send().await.unwrap();
+    assert_eq!(late.status(), StatusCode::NOT_FOUND);
+    assert!(late.text().await.unwrap().contains("NoSuchUpload"));
+    let mut complete = ids.clone();
+    complete["parts"] = json!([{ "partNumber": 1, "etag": etag }]);
+    let done = app.post_json_as("alice", "/multipart/complete", &complete).await;
+    assert_eq!((done.status, done.code()), (StatusCode::BAD_REQUEST, "invalid-parts"), "{}", done.body);
+    assert_eq!(app.row_count().await, 0);
+    // Its reservation ended with it.
+    let usage = reply(app.get_as("alice", "/usage").await).await;
+    assert_eq!(usage.body["reserved"]["files"], 0, "{}", usage.body);
+    assert_eq!(app.presign_as("alice", "second.txt", "text/plain").await.status, StatusCode::OK);
+}
+
+/// A proxy in front of Ferry that forwards every call but answers `/multipart/complete` with a
+/// 503, as a load balancer losing its backend would, and remembers the bodies of the
+/// `/multipart/abort` calls it forwarded with Ferry's status.
+async fn failing_completion_proxy(target: String) -> (String, Arc<Mutex<Vec<(Value, u16)>>>) {
+    let aborts = Arc::new(Mutex::new(Vec::new()));
+    let seen = aborts.clone();
+    let client = reqwest::Client::new();
+    let handler = move |request: axum::extract::Request| {
+        let (client, target, seen) = (client.clone(), target.clone(), seen.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let path = parts.uri.path().to_owned();
+            if path == "/multipart/complete" {
+                let body = json!({ "success": false, "error": "backend lost", "code": "retry-later" });
+                return (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+            }
+            let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let mut forward = client.request(parts.method, format!("{target}{}", parts.uri)).body(bytes.clone());
+            for (name, value) in &parts.headers {
+                if name != "host" {
+                    forward = forward.header(name, value);
+                }
+            }
+            let answer = forward.send().await.unwrap();
+            let status = answer.status();
+            if path == "/multipart/abort" {
+                seen.lock().unwrap().push((serde_json::from_slice(&bytes).unwrap(), status.as_u16()));
+            }
+            let content_type = answer.headers().get("content-type").cloned();
+            let mut response = (status, answer.bytes().await.unwrap()).into_response();
+            if let Some(content_type) = content_type {
+                response.headers_mut().insert("content-type", content_type);
+            }
+            response
+        }
+    };
+    let router = axum::Router::new().fallback(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, aborts)
+}
+
+async fn ferry_upload_aborts_a_multipart_upload_that_failed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (proxy, aborts) = failing_completion_proxy(app.url("")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let large = dir.path().join("big.bin");
+    std::fs::write(&large, random_bytes(2 * MIB)).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        // Without resuming, a failed upload is aborted (with it, it is kept for the next run).
+        .args(["upload", "--no-resume", "--api", &proxy, "--user", "carol", "--multipart-threshold", &MIB.to_string()])
+        .arg(&large)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "the work failed: {stderr}");
+    assert!(stderr.contains("big.bin: part 1/1"), "its part was sent before the completion failed: {stderr}");
+
+    let aborts = aborts.lock().unwrap().clone();
+    assert_eq!(aborts.len(), 1, "one abort for the one failed upload: {aborts:?}");
+    let (ids, status) = &aborts[0];
+    assert_eq!(*status, 200, "Ferry aborted it");
+    // The bucket no longer has the upload: a new part URL for it is refused by the store.
+    let mut urls_body = ids.clone();
+    urls_body["partNumbers"] = json!([1]);
+    let urls = app.post_json_as("carol", "/multipart/urls", &urls_body).await;
+    let part_url = urls.body["urls"][0]["url"].as_str().unwrap();
+    let late = app.http.put(part_url).body(vec![0u8; 10]).send().await.unwrap();
+    assert_eq!(late.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.row_count().await, 0);
 }

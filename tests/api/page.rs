@@ -6,7 +6,7 @@ use crate::helpers::{Backend, ExternalStore, spawn_app, spawn_app_with, spawn_ap
 async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
     let chromium = std::env::var("FERRY_TEST_CHROMIUM")
         .expect("the page test needs FERRY_TEST_CHROMIUM (the README's test command installs Chromium and sets it)");
-    // Files over 8 MiB go in parts, so the browser test exercises multipart too.
+    // Files over 8 MiB go in parts (of 16 MiB at least), so the browser test exercises multipart.
     let app = spawn_app_with(Backend::Sqlite, &[("FERRY_PAGE_MULTIPART_THRESHOLD", "8388608")]).await;
     // A bucket whose CORS rules allow no origin at all.
     let store = ExternalStore::start().await;
@@ -17,7 +17,9 @@ async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
         app.upload_as("page-user", &format!("earlier-{i:02}.txt"), "text/plain", b"x".to_vec()).await;
     }
     let dir = env!("CARGO_MANIFEST_DIR");
-    let screenshot = format!("{dir}/target/page-screenshot.png");
+    // A fresh directory: a screenshot an earlier run left cannot stand in for this run's.
+    let shots = tempfile::tempdir().unwrap();
+    let screenshot = shots.path().join("page-screenshot.png");
     let output = tokio::process::Command::new("node")
         .arg(format!("{dir}/tests/page/upload.test.mjs"))
         .current_dir(format!("{dir}/tests/page"))
@@ -34,9 +36,14 @@ async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(app.row_count().await, 55 + 3, "the three uploaded files were recorded");
-    // Each part reached the store once: two of the 17 MiB video, three of the resumed 48 MiB file
-    // (without resuming, the reload would have cost at least one more).
+    assert_eq!(
+        app.row_count().await,
+        55 + 3,
+        "the three uploaded files were recorded, the failed and cancelled ones not"
+    );
+    // Each part reached the store once: four of the 48 MiB video (its dropped attempt never
+    // reached it), three of the resumed 48 MiB file (without resuming, the reload would have
+    // cost at least one more); the doomed and cancelled parts never reached it.
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let parts_stored: u64 = metrics
         .lines()
@@ -44,7 +51,7 @@ async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
         .filter(|l| l.contains("status=\"200\""))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();
-    assert_eq!(parts_stored, 5);
+    assert_eq!(parts_stored, 7);
     // The small file went in one PUT with the MD5 the page computed (in a worker), which the
     // store checked and Ferry recorded; the large one went in parts, without a whole-file digest.
     let listed = crate::helpers::reply(app.get_as("page-user", "/files").await).await;
@@ -53,8 +60,11 @@ async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
     assert_eq!(small["md5"].as_str().map(str::len), Some(24), "{small}");
     let large = files.iter().find(|f| f["fileName"] == "big video.mp4").expect("the large file is listed");
     assert_eq!(large["md5"], serde_json::Value::Null);
+    // The store's ETag for a multipart object ends in its part count: the page really used parts.
+    assert!(large["etag"].as_str().unwrap().trim_matches('"').ends_with("-4"), "{large}");
+    assert_eq!(large["size"], 48 * 1024 * 1024 + 3);
     assert_eq!(blocked.row_count().await, 0, "the blocked upload wrote nothing");
-    assert!(std::path::Path::new(&screenshot).exists());
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 0, "the page was drawn");
 }
 
 /// The page and its assets are served from the binary with safe headers.

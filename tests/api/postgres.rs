@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, pg_client, reply, spawn_app_with};
+use crate::helpers::{Backend, fresh_database_on, pg_client, reply, spawn_app_with};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the README's test command"))
@@ -85,7 +85,40 @@ async fn ferry_connects_over_verified_tls_with_channel_binding() {
     let app = spawn_app_with(Backend::Sqlite, &[("DATABASE_URL", url.as_str())]).await;
     let file = app.upload_as("user_123", "tls.txt", "text/plain", b"over TLS".to_vec()).await;
     assert_eq!(app.download_as("user_123", file["id"].as_i64().unwrap()).await, b"over TLS");
-    assert!(app.core.db.describe().contains("channel binding Require"), "{}", app.core.db.describe());
+    // The server's view: Ferry's sessions (the pool keeps them open) came in over TLS. With
+    // `channel_binding=require` enforced (the next test shows a server that cannot offer it is
+    // refused), a TLS session that authenticated with SCRAM is a channel-bound one.
+    let server = tls_client(&env("FERRY_TEST_TLS_POSTGRES_URL"), &env("FERRY_TEST_TLS_CA")).await;
+    let sessions = server
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.usename = current_user AND a.datname = current_database() AND s.pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let tls: Vec<bool> = sessions.iter().map(|r| r.get(0)).collect();
+    assert!(!tls.is_empty() && tls.iter().all(|&ssl| ssl), "Ferry's sessions as the server sees them: {tls:?}");
+}
+
+/// A connection of the test's own to the TLS cluster, trusting its CA.
+async fn tls_client(url: &str, ca: &str) -> tokio_postgres::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+    let (client, connection) = tokio_postgres::connect(&format!("{url}?sslmode=require"), tls).await.unwrap();
+    tokio::spawn(connection);
+    client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +152,8 @@ fn run(command: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_answer_503_while_postgres_is_down_and_recover_without_a_restart() {
-    let url = env("FERRY_TEST_FLAKY_POSTGRES_URL");
+    // A database of its own on the cluster it stops, so a rerun on the same cluster starts empty.
+    let url = fresh_database_on(&env("FERRY_TEST_FLAKY_POSTGRES_URL")).await;
     let app = spawn_app_with(Backend::Sqlite, &[("DATABASE_URL", url.as_str()), ("FERRY_DB_TIMEOUT", "2")]).await;
     app.upload_as("user_123", "before.txt", "text/plain", b"before".to_vec()).await;
     let presigned = app.presign("during.txt", "text/plain").await;
@@ -157,4 +191,177 @@ fn postgres_config(url: &str) -> ferry::config::DatabaseConfig {
         url: ferry::config::Secret::new(url),
         migration_url: None,
     })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_instances_starting_together_on_a_fresh_database_migrate_once() {
+    let url = fresh_database_on(&env("FERRY_TEST_POSTGRES_URL")).await;
+    let vars = [("DATABASE_URL", url.as_str())];
+    let apps = futures::future::join_all((0..4).map(|_| spawn_app_with(Backend::Postgres, &vars))).await;
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")).unwrap().count();
+    let row = pg_client(&url)
+        .await
+        .query_one("SELECT count(*), count(DISTINCT version) FROM ferry_migrations", &[])
+        .await
+        .unwrap();
+    let (rows, versions): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!((rows, versions), (migrations as i64, migrations as i64), "each migration applied exactly once");
+    // They share the schema: a file one uploads, another lists.
+    let file = apps[0].upload_as("user_123", "shared.txt", "text/plain", b"shared".to_vec()).await;
+    let listed = reply(apps[3].get_as("user_123", "/files").await).await;
+    assert_eq!(listed.body["files"][0]["id"], file["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_past_ferry_db_statement_timeout_answers_503_and_a_longer_limit_waits() {
+    let quick = spawn_app_with(Backend::Postgres, &[("FERRY_DB_STATEMENT_TIMEOUT", "1")]).await;
+    let url = quick.database_url.clone();
+    let patient = spawn_app_with(
+        Backend::Postgres,
+        &[("DATABASE_URL", url.as_str()), ("FERRY_DB_STATEMENT_TIMEOUT", "120"), ("FERRY_DB_TIMEOUT", "120")],
+    )
+    .await;
+    quick.upload_as("user_123", "a.txt", "text/plain", b"a".to_vec()).await;
+
+    // Another session holds a lock every read of b2_files waits for.
+    let mut admin = pg_client(&url).await;
+    let lock = admin.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE b2_files IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let waiting = tokio::spawn({
+        let (http, list) = (patient.http.clone(), patient.url("/files"));
+        async move { reply(http.get(list).header("x-user-id", "user_123").send().await.unwrap()).await }
+    });
+    let cut = reply(quick.get_as("user_123", "/files").await).await;
+    assert_eq!((cut.status, cut.code()), (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable"), "{}", cut.body);
+    lock.rollback().await.unwrap();
+    // The instance allowed 120 s waited for the lock instead, and answers once it is gone.
+    let waited = waiting.await.unwrap();
+    assert_eq!(waited.status, StatusCode::OK, "{}", waited.body);
+    assert_eq!(waited.body["files"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_warns_when_the_runtime_role_bypasses_row_level_security() {
+    let owner_url = fresh_database_on(&env("FERRY_TEST_POSTGRES_URL")).await;
+    let migrate = |vars: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        let data = tempfile::tempdir().unwrap();
+        command.arg("migrate").current_dir(data.path()).env_clear().env("FERRY_DATA_DIR", data.path());
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    const WARNING: &str = "the database role bypasses row-level security";
+    // The cluster's superuser as the runtime role: warned about.
+    let log = migrate(&[("DATABASE_URL", owner_url.as_str())]);
+    assert!(log.contains(WARNING) && log.contains("WARN"), "{log}");
+    // An ordinary role with the README's grants, the superuser owning the schema: no warning.
+    let role = format!("ferry_app_{}", uuid::Uuid::new_v4().simple());
+    pg_client(&owner_url)
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'app';
+             GRANT SELECT, INSERT, UPDATE, DELETE ON b2_files TO {role};
+             GRANT USAGE ON SEQUENCE b2_files_id_seq TO {role};
+             GRANT USAGE ON SCHEMA auth TO {role};
+             GRANT SELECT, INSERT ON b2_deleted_keys TO {role};
+             GRANT SELECT, INSERT, DELETE ON ferry_reservations TO {role};"
+        ))
+        .await
+        .unwrap();
+    let (base, db) = owner_url.rsplit_once('/').unwrap();
+    let runtime_url = format!("postgres://{role}:app@{}/{db}", base.rsplit_once('@').unwrap().1);
+    let log = migrate(&[("DATABASE_URL", runtime_url.as_str()), ("DATABASE_MIGRATION_URL", owner_url.as_str())]);
+    assert!(!log.contains(WARNING), "{log}");
+    // The same role made BYPASSRLS is warned about again.
+    pg_client(&owner_url).await.batch_execute(&format!("ALTER ROLE {role} BYPASSRLS")).await.unwrap();
+    let log = migrate(&[("DATABASE_URL", runtime_url.as_str()), ("DATABASE_MIGRATION_URL", owner_url.as_str())]);
+    assert!(log.contains(WARNING), "{log}");
+}
+
+/// A man in the middle: terminates Postgres TLS with its own certificate (one the client is
+/// told to trust) and opens its own TLS session to the real server, piping bytes between them.
+/// Without channel binding SCRAM cannot tell; with it the client binds to the proxy's
+/// certificate and the server to its own, so authentication fails.
+async fn tls_terminating_proxy(server_port: u16, ca: &str, dir: &std::path::Path) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let (cert, key) = (dir.join("proxy.pem"), dir.join("proxy.key"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<_> = CertificateDer::pem_file_iter(&cert).unwrap().map(Result::unwrap).collect();
+    let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, PrivateKeyDer::from_pem_file(&key).unwrap())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 210, 22, 47];
+        while let Ok((mut downstream, _)) = listener.accept().await {
+            let (acceptor, connector) = (acceptor.clone(), connector.clone());
+            tokio::spawn(async move {
+                let mut request = [0u8; 8];
+                downstream.read_exact(&mut request).await?;
+                assert_eq!(request, SSL_REQUEST, "the client asks for TLS first");
+                downstream.write_all(b"S").await?;
+                let mut downstream = acceptor.accept(downstream).await?;
+                let mut upstream = tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await?;
+                upstream.write_all(&SSL_REQUEST).await?;
+                let mut answer = [0u8; 1];
+                upstream.read_exact(&mut answer).await?;
+                assert_eq!(&answer, b"S", "the server speaks TLS");
+                let name = ServerName::try_from("localhost").unwrap();
+                let mut upstream = connector.connect(name, upstream).await?;
+                tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await?;
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    (port, cert.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_binding_refuses_a_tls_man_in_the_middle_that_a_plain_scram_login_lets_through() {
+    let base = env("FERRY_TEST_TLS_POSTGRES_URL");
+    let server_port: u16 = base.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, proxy_cert) = tls_terminating_proxy(server_port, &env("FERRY_TEST_TLS_CA"), dir.path()).await;
+    let through_proxy = base.replace(&format!("@localhost:{server_port}/"), &format!("@localhost:{port}/"));
+    let url = |binding: &str| {
+        format!("{through_proxy}?sslmode=verify-full&sslrootcert={proxy_cert}&channel_binding={binding}")
+    };
+    // Without binding the proxy is invisible: the password login succeeds through it...
+    let unbound = ferry::db::connect(&postgres_config(&url("disable")), std::path::Path::new("/nonexistent")).await;
+    assert!(unbound.is_ok(), "the proxy passes a plain SCRAM login: {:?}", unbound.err());
+    // ... and with `channel_binding=require` (Neon's URLs) the same login is refused.
+    let bound = ferry::db::connect(&postgres_config(&url("require")), std::path::Path::new("/nonexistent")).await;
+    let refused = format!("{:?}", bound.err().expect("channel binding must detect the man in the middle"));
+    // The server's own verdict, not the client giving up.
+    assert!(refused.contains("SCRAM channel binding check failed"), "{refused}");
 }

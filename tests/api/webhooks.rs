@@ -6,14 +6,16 @@ use ferry::config::Secret;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Backend, Reply, TestApp, reply, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, Reply, TestApp, now_unix, reply, spawn_app, spawn_app_with};
 
 crate::on_both_backends!(
     a_signed_created_event_confirms_the_upload_without_the_client,
-    a_tampered_or_unsigned_batch_changes_nothing,
     a_replayed_event_is_handled_once,
-    the_webhook_is_off_without_a_secret
+    events_not_ours_are_ignored_and_unknown_keys_reported,
+    an_event_for_a_key_not_yet_recorded_asks_b2_to_retry,
 );
+// These never reach the metadata database: once is enough.
+crate::on_one_backend!(a_tampered_or_unsigned_batch_changes_nothing, the_webhook_is_off_without_a_secret,);
 
 const SECRET: &str = "b2-event-signing-secret";
 
@@ -108,4 +110,55 @@ async fn the_webhook_is_off_without_a_secret(backend: Backend) {
     let body = batch("event-1", "x");
     let r = post(&app, &body, Some(&signed(&body))).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not-found"));
+}
+
+fn event(event_id: &str, event_type: &str, bucket: &str, key: &str) -> serde_json::Value {
+    json!({ "bucketName": bucket, "eventId": event_id, "eventType": event_type, "objectName": key })
+}
+
+async fn events_not_ours_are_ignored_and_unknown_keys_reported(backend: Backend) {
+    let app = spawn(backend).await;
+    // A real upload waiting for its confirm: events that are not its creation in Ferry's bucket
+    // must not confirm it.
+    let key = upload_without_confirming(&app, "alice").await;
+    // A key Ferry issued long ago (its confirm window closed) and never recorded an owner for.
+    let stale = app.issue_key("alice", "stale.txt", now_unix() - 7200);
+    let body = json!({ "events": [
+        event("deleted", "b2:ObjectDeleted:Delete", "ferry", &key),
+        event("elsewhere", "b2:ObjectCreated:Upload", "another-bucket", &key),
+        event("stale", "b2:ObjectCreated:Upload", "ferry", &stale),
+    ]})
+    .to_string();
+    let r = post(&app, &body, Some(&signed(&body))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let results: Vec<(&str, &str)> = r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["eventId"].as_str().unwrap(), o["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(results, [("deleted", "ignored"), ("elsewhere", "ignored"), ("stale", "unknown-upload")]);
+    assert_eq!(app.row_count().await, 0, "the waiting upload was not confirmed by those events");
+}
+
+async fn an_event_for_a_key_not_yet_recorded_asks_b2_to_retry(backend: Backend) {
+    let app = spawn(backend).await;
+    // Issued just now, its owner not recorded yet (Ferry writes that record just after a
+    // presign): B2 is asked to send the batch again, and the events before it in the batch are
+    // remembered, so the retry finds them handled.
+    let fresh = app.issue_key("alice", "fresh.txt", now_unix() + 300);
+    let body = json!({ "events": [
+        event("first", "b2:ObjectDeleted:Delete", "ferry", &fresh),
+        event("fresh", "b2:ObjectCreated:Upload", "ferry", &fresh),
+    ]})
+    .to_string();
+    let r = post(&app, &body, Some(&signed(&body))).await;
+    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "retry-later"), "{}", r.body);
+    let again = post(&app, &body, Some(&signed(&body))).await;
+    assert_eq!((again.status, again.code()), (StatusCode::SERVICE_UNAVAILABLE, "retry-later"));
+    // Without the deferred event, the batch now reports the first one as handled before.
+    let first_only = json!({ "events": [event("first", "b2:ObjectDeleted:Delete", "ferry", &fresh)] }).to_string();
+    let r = post(&app, &first_only, Some(&signed(&first_only))).await;
+    assert_eq!(r.body["results"][0]["status"], "duplicate", "{}", r.body);
+    assert_eq!(app.row_count().await, 0);
 }

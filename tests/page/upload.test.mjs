@@ -70,15 +70,86 @@ try {
   const got = await readFile(await download.path());
   assert.ok(got.equals(bytes), "the downloaded bytes are the uploaded bytes");
 
-  // A file over the page's multipart threshold goes in parts, three at a time, and comes back whole.
-  const large = randomBytes(17 * 1024 * 1024 + 3);
+  // A file over the page's multipart threshold goes in parts, three at a time, each retried, and
+  // comes back whole. Parts are 16 MiB at least: 48 MiB + 3 bytes is four parts. Every part PUT
+  // passes through this route, which holds the first ones until three are in flight at once (a
+  // page sending one or two at a time would never get there: the hold gives up after 30 s and
+  // the count below fails), and drops part 2's first attempt as a broken connection would.
+  const partRequests = [];
+  let mode = "big";
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let released = false;
+  let release;
+  const gate = new Promise((resolve) => { release = resolve; });
+  const gateTimeout = setTimeout(() => release(), 30_000);
+  const counted = new Set();
+  const settle = (request) => { if (counted.delete(request)) inFlight -= 1; };
+  page.on("requestfinished", settle);
+  page.on("requestfailed", settle);
+  const isPart = (url) => url.searchParams.has("partNumber");
+  await page.route(isPart, async (route) => {
+    const request = route.request();
+    if (request.method() !== "PUT") return route.continue();
+    const url = new URL(request.url());
+    const partNumber = Number(url.searchParams.get("partNumber"));
+    const attempt = partRequests.filter((p) => p.mode === mode && p.partNumber === partNumber).length + 1;
+    partRequests.push({ mode, partNumber, attempt, url: request.url() });
+    if (mode === "doomed" && partNumber === 1) return route.abort("connectionreset");
+    if (mode === "stall") return new Promise(() => {}); // held until the page cancels it
+    if (mode === "big" && partNumber === 2 && attempt === 1) return route.abort("connectionreset");
+    counted.add(request);
+    inFlight += 1;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    if (mode === "big" && !released) {
+      if (inFlight >= 3) { released = true; release(); }
+      await gate;
+    }
+    return route.continue();
+  });
+  const large = randomBytes(48 * 1024 * 1024 + 3);
   await page.setInputFiles("#file-input", { name: "big video.mp4", mimeType: "video/mp4", buffer: large });
-  await page.locator("#transfers li", { hasText: "big video.mp4" }).locator(".transfer-status.done").waitFor({ timeout: 120_000 });
+  await page.locator("#transfers li", { hasText: "big video.mp4" }).locator(".transfer-status.done").waitFor({ timeout: 180_000 });
+  clearTimeout(gateTimeout);
+  const bigParts = partRequests.filter((p) => p.mode === "big");
+  assert.deepEqual([...new Set(bigParts.map((p) => p.partNumber))].sort(), [1, 2, 3, 4], "four parts were sent");
+  assert.equal(bigParts.filter((p) => p.partNumber === 2).length, 2, "the dropped part was retried once");
+  assert.equal(bigParts.length, 5, "every other part went once");
+  assert.equal(maxInFlight, 3, "three parts at a time, never more");
   const [bigDownload] = await Promise.all([
     page.waitForEvent("download"),
     page.getByRole("button", { name: "Download big video.mp4" }).click(),
   ]);
   assert.ok((await readFile(await bigDownload.path())).equals(large), "the multipart upload came back whole");
+
+  // A part that fails every time: tried three times (each part is retried twice), then the page
+  // shows the error with Retry and keeps the multipart upload (remembered for resuming, so
+  // nothing is aborted).
+  mode = "doomed";
+  const aborts = [];
+  page.on("request", (r) => { if (r.url().endsWith("/multipart/abort")) aborts.push(r.url()); });
+  await page.setInputFiles("#file-input", { name: "doomed.bin", mimeType: "application/octet-stream", buffer: randomBytes(9 * 1024 * 1024) });
+  const doomed = page.locator("#transfers li", { hasText: "doomed.bin" });
+  await doomed.locator(".transfer-status.error").waitFor({ timeout: 60_000 });
+  assert.ok(await doomed.getByRole("button", { name: "Retry" }).isVisible());
+  const doomedParts = partRequests.filter((p) => p.mode === "doomed");
+  assert.deepEqual(doomedParts.map((p) => p.attempt), [1, 2, 3], "one part, three attempts");
+  assert.deepEqual(aborts, [], "a failed upload is kept for resuming, not aborted");
+
+  // Cancel aborts: parts are held at the route until the user presses Cancel; the page then
+  // aborts the multipart upload in the bucket, so its part URL no longer works.
+  mode = "stall";
+  const held = page.waitForRequest((r) => r.method() === "PUT" && r.url().includes("partNumber="), { timeout: 60_000 });
+  const aborted = page.waitForResponse((r) => r.url().endsWith("/multipart/abort"), { timeout: 60_000 });
+  await page.setInputFiles("#file-input", { name: "cancelled.bin", mimeType: "application/octet-stream", buffer: randomBytes(9 * 1024 * 1024) });
+  const heldPart = await held;
+  const cancelled = page.locator("#transfers li", { hasText: "cancelled.bin" });
+  await cancelled.getByRole("button", { name: "Cancel" }).click();
+  assert.equal((await aborted).status(), 200, "the cancelled upload was aborted");
+  const afterAbort = await fetch(heldPart.url(), { method: "PUT", body: "late part" });
+  assert.equal(afterAbort.status, 404, "the aborted upload is gone from the bucket");
+  assert.match(await afterAbort.text(), /NoSuchUpload/);
+  await page.unroute(isPart);
 
   // A reload in the middle of a multipart upload: choosing the same file again sends only the
   // parts the bucket does not have (the test also counts them at the store).
@@ -118,7 +189,7 @@ try {
   assert.match(await error.innerText(), /storage service refused the upload from this page/);
   assert.ok(await blocked.getByRole("button", { name: "Retry" }).isVisible());
   assert.ok(await blocked.locator("#no-files").isVisible(), "no file is listed");
-  console.log("page test: 5 passed, 0 failed");
+  console.log("page test: 6 passed, 0 failed");
 } finally {
   await browser.close();
 }

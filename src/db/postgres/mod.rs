@@ -94,6 +94,11 @@ pub struct PostgresMetadata {
     /// The owning role (`DATABASE_MIGRATION_URL`, else the same as `pool`): migrations, cleanup.
     owner: Pool,
     statement_timeout_ms: String,
+    /// `FERRY_DB_STATEMENT_TIMEOUT` (zero: none), also bounding a statement's preparation.
+    statement_timeout: Duration,
+    /// How `pool` and `owner` connect, for cancelling a statement on the server.
+    tls: MakeRustlsConnect,
+    owner_tls: MakeRustlsConnect,
     /// Named statements prepared once per connection (`FERRY_DB_PREPARED_STATEMENTS`, on by
     /// default); off: unnamed statements, for poolers in transaction mode without support for them.
     prepared_statements: bool,
@@ -116,7 +121,7 @@ fn from_row(row: &Row) -> FileRecord {
     }
 }
 
-fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String), DbError> {
+fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String, MakeRustlsConnect), DbError> {
     let mut target = tls::parse(url).map_err(|e| DbError::Config(e.to_string()))?;
     target.config.connect_timeout(opts.timeout);
     let tls = MakeRustlsConnect::new(tls::client_config(&target).map_err(|e| DbError::Config(e.to_string()))?);
@@ -137,7 +142,8 @@ fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String), DbError> 
         target.config.get_ssl_mode(),
         target.config.get_channel_binding(),
     );
-    let manager = Manager::from_config(target.config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager =
+        Manager::from_config(target.config, tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
         .max_size(opts.max_connections as usize)
         .wait_timeout(Some(opts.timeout))
@@ -146,16 +152,20 @@ fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String), DbError> 
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| DbError::Config(e.to_string()))?;
-    Ok((pool, description))
+    Ok((pool, description, tls))
 }
 
 impl PostgresMetadata {
     pub async fn connect(url: &str, migration_url: Option<&str>, cfg: &DatabaseConfig) -> Result<Self, DbError> {
-        let (pool, description) =
+        let (pool, description, tls) =
             build_pool(url, &PoolOptions { max_connections: cfg.pool_size, timeout: cfg.timeout })?;
-        let owner = match migration_url {
-            Some(owner_url) => build_pool(owner_url, &PoolOptions { max_connections: 2, timeout: cfg.timeout })?.0,
-            None => pool.clone(),
+        let (owner, owner_tls) = match migration_url {
+            Some(owner_url) => {
+                let (owner, _, owner_tls) =
+                    build_pool(owner_url, &PoolOptions { max_connections: 2, timeout: cfg.timeout })?;
+                (owner, owner_tls)
+            }
+            None => (pool.clone(), tls.clone()),
         };
         let mut client = owner.get().await?;
         migrate::run(&mut client).await.map_err(|e| match DbError::from(e) {
@@ -168,6 +178,9 @@ impl PostgresMetadata {
             pool,
             owner,
             statement_timeout_ms: cfg.statement_timeout.as_millis().to_string(),
+            statement_timeout: cfg.statement_timeout,
+            tls,
+            owner_tls,
             prepared_statements: cfg.prepared_statements,
             description,
         };
@@ -251,7 +264,7 @@ impl PostgresMetadata {
         let claims = serde_json::Value::Object(who.claims.clone()).to_string();
         let client = self.pool.get().await?;
         let setup: [Param<'_>; 2] = [(&claims, Type::TEXT), (&self.statement_timeout_ms, Type::TEXT)];
-        self.pipelined(&client, SET_CALLER, &setup, sql, params).await
+        self.pipelined(&client, &self.tls, SET_CALLER, &setup, sql, params).await
     }
 
     /// [`Self::as_user`], holding the caller's quota lock for the transaction: statements that
@@ -263,18 +276,20 @@ impl PostgresMetadata {
         let client = self.pool.get().await?;
         let setup: [Param<'_>; 3] =
             [(&claims, Type::TEXT), (&self.statement_timeout_ms, Type::TEXT), (&who.user_id, Type::TEXT)];
-        self.pipelined(&client, SET_CALLER_LOCKED, &setup, sql, params).await
+        self.pipelined(&client, &self.tls, SET_CALLER_LOCKED, &setup, sql, params).await
     }
 
     /// Runs one statement as the owning role, able to see every row (cleanup only).
     async fn as_maintenance(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
         let client = self.owner.get().await?;
-        self.pipelined(&client, SET_MAINTENANCE, &[(&self.statement_timeout_ms, Type::TEXT)], sql, params).await
+        let setup = [(&self.statement_timeout_ms as &(dyn ToSql + Sync), Type::TEXT)];
+        self.pipelined(&client, &self.owner_tls, SET_MAINTENANCE, &setup, sql, params).await
     }
 
     async fn pipelined(
         &self,
         client: &deadpool_postgres::Object,
+        tls: &MakeRustlsConnect,
         setup_sql: &str,
         setup_params: &[Param<'_>],
         sql: &str,
@@ -285,9 +300,27 @@ impl PostgresMetadata {
         // before the transaction starts (prepared first), or the statements would run outside it,
         // without the claims (row-level security would then refuse them: fail closed).
         let (begin, set, rows, commit) = if self.prepared_statements {
-            let (setup, statement) =
-                tokio::join!(self.prepare(client, setup_sql, setup_params), self.prepare(client, sql, params));
-            let (setup, statement) = (setup?, statement?);
+            let both = async {
+                tokio::join!(self.prepare(client, setup_sql, setup_params), self.prepare(client, sql, params))
+            };
+            // Preparing (the first time on a connection) runs before the transaction whose
+            // `statement_timeout` bounds the statement, and parsing waits on the same table
+            // locks: bound it here too, and cancel the wait on the server so the connection is
+            // usable again.
+            let prepared = match self.statement_timeout {
+                limit if limit.is_zero() => both.await,
+                limit => match tokio::time::timeout(limit, both).await {
+                    Ok(prepared) => prepared,
+                    Err(_) => {
+                        let _ = client.cancel_token().cancel_query(tls.clone()).await;
+                        return Err(DbError::unavailable(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "preparing a statement took longer than FERRY_DB_STATEMENT_TIMEOUT",
+                        )));
+                    }
+                },
+            };
+            let (setup, statement) = (prepared.0?, prepared.1?);
             let (setup_values, statement_values) = (values(setup_params), values(params));
             tokio::join!(
                 client.batch_execute("BEGIN"),
