@@ -9,6 +9,7 @@ mod auth;
 mod auth_provider;
 mod bad_input;
 mod checksums;
+mod cli_remote;
 mod embedded_store;
 mod faults;
 mod files;
