@@ -13,6 +13,7 @@
 //!   [`idle_body`]
 //!
 //! [`client`] is the API client behind `ferry upload`; it shares [`wire`] with the server.
+//! [`doctor`] (under [`cli`]) probes a configuration's bucket, database and identity provider.
 
 pub mod api;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod doctor;
 pub mod embedded;
 pub mod identity;
 pub mod idle_body;

@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! | --- | --- |
 //! | 0 | success |
-//! | 1 | the work failed: an upload, download or delete refused or interrupted, a sweep that could not finish |
+//! | 1 | the work failed: an upload, download or delete refused or interrupted, a sweep that could not finish, a `doctor` check failed |
 //! | 2 | the command line is wrong (printed by the argument parser) |
 //! | 3 | the configuration is invalid (the message names the variable) |
 //! | 4 | Ferry could not start or reach what it needs: a port, the database, the bucket |
@@ -32,6 +32,8 @@ pub enum CliError {
     Bucket(#[from] StoreError),
     #[error("{failed} of {total} uploads failed")]
     Uploads { failed: usize, total: usize },
+    #[error("{failed} checks failed")]
+    Doctor { failed: usize },
     #[error("{failed} of {total} deletes failed")]
     Deletes { failed: usize, total: usize },
     #[error(transparent)]
@@ -52,6 +54,7 @@ impl CliError {
             | Self::Bucket(_)
             | Self::Uploads { .. }
             | Self::Deletes { .. }
+            | Self::Doctor { .. }
             | Self::Client(_)
             | Self::Serve(_) => 1,
         }

@@ -59,6 +59,8 @@ pub enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// Check the configuration end to end (bucket, CORS, database, identity), one line per check.
+    Doctor,
     /// Print a shell completion script: `ferry completions bash > /etc/bash_completion.d/ferry`.
     Completions { shell: clap_complete::Shell },
     /// Configure the bucket.
@@ -141,6 +143,14 @@ async fn run_with_config(command: Command, cfg: Config) -> Result<(), CliError> 
         Command::Serve => {
             let app = Application::bind(cfg).await?;
             Ok(app.run_until_stopped(shutdown_signal()).await?)
+        }
+        Command::Doctor => {
+            let checks = crate::doctor::run(&cfg).await;
+            for check in &checks {
+                println!("{check}");
+            }
+            let failed = checks.iter().filter(|c| c.status == crate::doctor::Status::Fail).count();
+            if failed == 0 { Ok(()) } else { Err(CliError::Doctor { failed }) }
         }
         Command::Migrate => {
             let db = Core::migrate(&cfg).await?;

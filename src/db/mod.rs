@@ -10,6 +10,7 @@
 //! - [`WebhookLog`]: the B2 webhook's bookkeeping (who a pending upload belongs to, events seen).
 
 mod error;
+pub mod inspect;
 mod postgres;
 mod sqlite;
 

@@ -105,9 +105,6 @@ fn completions_are_printed_for_each_shell() {
         assert!(output.status.success());
         let script = String::from_utf8_lossy(&output.stdout);
         assert!(script.contains(marker), "{shell}: {}", &script[..script.len().min(200)]);
-        assert!(
-            script.contains("upload") && script.contains("no-resume"),
-            "{shell} completes the commands and flags"
-        );
+        assert!(script.contains("upload") && script.contains("no-resume"), "{shell} completes the commands and flags");
     }
 }

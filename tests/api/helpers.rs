@@ -346,6 +346,7 @@ pub struct ExternalStore {
     pub addr: SocketAddr,
     pub root: tempfile::TempDir,
     task: Option<tokio::task::JoinHandle<()>>,
+    cors_origins: Vec<String>,
 }
 
 pub const EXTERNAL_KEY_ID: &str = "test-key-id";
@@ -353,9 +354,15 @@ pub const EXTERNAL_SECRET: &str = "test-secret-access-key";
 
 impl ExternalStore {
     pub async fn start() -> Self {
+        Self::start_with_cors(&[]).await
+    }
+
+    /// A store whose CORS rules allow `origins` (PUT, GET, HEAD; `ETag` exposed).
+    pub async fn start_with_cors(origins: &[&str]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut store = Self { addr, root: tempfile::tempdir().unwrap(), task: None };
+        let cors_origins = origins.iter().map(|o| (*o).to_owned()).collect();
+        let mut store = Self { addr, root: tempfile::tempdir().unwrap(), task: None, cors_origins };
         store.serve(listener);
         store
     }
@@ -371,7 +378,7 @@ impl ExternalStore {
             max_object_size: u64::MAX,
             host_names: Vec::new(),
         };
-        let router = ferry::embedded::router(&options, &[]).unwrap();
+        let router = ferry::embedded::router(&options, &self.cors_origins).unwrap();
         self.task = Some(tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         }));

@@ -10,6 +10,7 @@ mod auth_provider;
 mod bad_input;
 mod checksums;
 mod cli_remote;
+mod doctor;
 mod embedded_store;
 mod faults;
 mod files;

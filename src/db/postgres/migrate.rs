@@ -15,6 +15,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (7, "quotas_and_checksums", include_str!("../../../migrations/postgres/0007_quotas_and_checksums.sql")),
 ];
 
+/// How many migrations this build knows.
+pub fn known() -> usize {
+    MIGRATIONS.len()
+}
+
 /// An arbitrary constant naming Ferry's migration lock.
 const LOCK_ID: i64 = 0x6665_7272_795f_6d67; // "ferry_mg"
 

@@ -5,7 +5,7 @@
 //! `-pooler` (PgBouncer in transaction mode) and never leaks to the next user of a connection.
 //! Cleanup, which must see every row, runs as the owning role with `ferry.maintenance` set.
 
-mod migrate;
+pub(super) mod migrate;
 pub mod tls;
 
 use std::collections::HashSet;
