@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// `POST /presign-b2-upload`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PresignRequest {
     pub file_name: Option<String>,
@@ -26,7 +26,7 @@ pub struct PresignRequest {
     pub sha256: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PresignResponse {
     pub success: bool,
@@ -39,7 +39,7 @@ pub struct PresignResponse {
 }
 
 /// `POST /save-b2-metadata`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfirmRequest {
     pub object_key: Option<String>,
@@ -49,14 +49,14 @@ pub struct ConfirmRequest {
 }
 
 /// The guide's `{"success": true}`, plus the record Ferry made.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Confirmed {
     pub success: bool,
     pub file: FileView,
 }
 
 /// A file as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileView {
     pub id: i64,
@@ -76,7 +76,7 @@ pub struct FileView {
 }
 
 /// `GET /files`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileList {
     pub success: bool,
@@ -85,14 +85,14 @@ pub struct FileList {
 }
 
 /// `GET /files/{id}/download` with `Accept: application/json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DownloadUrl {
     pub success: bool,
     pub url: String,
 }
 
 /// `POST /multipart/start`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MultipartStartRequest {
     pub file_name: Option<String>,
@@ -100,7 +100,7 @@ pub struct MultipartStartRequest {
     pub size: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MultipartStarted {
     pub success: bool,
@@ -112,7 +112,7 @@ pub struct MultipartStarted {
 }
 
 /// `POST /multipart/urls`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartUrlsRequest {
     pub object_key: Option<String>,
@@ -124,28 +124,28 @@ pub struct PartUrlsRequest {
     pub md5s: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartUrl {
     pub part_number: u16,
     pub url: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartUrls {
     pub success: bool,
     pub urls: Vec<PartUrl>,
 }
 
 /// `POST /multipart/parts`: which parts of an unfinished upload arrived (to resume it).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MultipartPartsRequest {
     pub object_key: Option<String>,
     pub upload_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArrivedPart {
     pub part_number: u16,
@@ -153,14 +153,14 @@ pub struct ArrivedPart {
     pub size: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MultipartParts {
     pub success: bool,
     pub parts: Vec<ArrivedPart>,
 }
 
 /// `POST /multipart/complete`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MultipartCompleteRequest {
     pub object_key: Option<String>,
@@ -168,7 +168,7 @@ pub struct MultipartCompleteRequest {
     pub parts: Option<Vec<CompletedPart>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompletedPart {
     pub part_number: u16,
@@ -176,7 +176,7 @@ pub struct CompletedPart {
 }
 
 /// `POST /multipart/abort`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MultipartAbortRequest {
     pub object_key: Option<String>,
@@ -184,7 +184,7 @@ pub struct MultipartAbortRequest {
 }
 
 /// `GET /usage`: what the caller stores, what their unfinished uploads hold, and the limits.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageView {
     pub success: bool,
     pub files: u64,
@@ -193,27 +193,27 @@ pub struct UsageView {
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Amounts {
     pub files: u64,
     pub bytes: u64,
 }
 
 /// `null` is no limit.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Limits {
     pub files: Option<u64>,
     pub bytes: Option<u64>,
 }
 
 /// `{"success": true}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Done {
     pub success: bool,
 }
 
 /// Every error body: plain words and a stable code.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub success: bool,
     pub error: String,

@@ -8,6 +8,7 @@ mod health;
 mod limits;
 mod metrics;
 mod multipart;
+pub mod openapi;
 mod page;
 mod state;
 mod uploads;
@@ -42,7 +43,8 @@ pub fn router(state: AppState, origins: &[String], with_metrics: bool) -> Router
         .merge(files::router())
         .merge(health::router())
         .merge(page::router())
-        .merge(webhooks::router());
+        .merge(webhooks::router())
+        .route("/openapi.json", axum::routing::get(openapi::openapi_json));
     if with_metrics {
         router = router.route("/metrics", axum::routing::get(metrics::metrics));
     }

@@ -19,10 +19,25 @@ const MD5_WORKER: &str = include_str!("../../web/md5-worker.js");
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
-        .route("/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
-        .route("/style.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
-        .route("/md5-worker.js", get(|| async { asset(MD5_WORKER, "text/javascript; charset=utf-8") }))
+        .route("/app.js", get(app_js))
+        .route("/style.css", get(style_css))
+        .route("/md5-worker.js", get(md5_worker_js))
         .route("/page-config", get(page_config))
+}
+
+#[utoipa::path(get, path = "/app.js", tag = "page", responses((status = 200, description = "The page's script", content_type = "text/javascript")))]
+async fn app_js() -> Response {
+    asset(APP_JS, "text/javascript; charset=utf-8")
+}
+
+#[utoipa::path(get, path = "/style.css", tag = "page", responses((status = 200, description = "The page's styles", content_type = "text/css")))]
+async fn style_css() -> Response {
+    asset(STYLE, "text/css; charset=utf-8")
+}
+
+#[utoipa::path(get, path = "/md5-worker.js", tag = "page", responses((status = 200, description = "The page's MD5 worker", content_type = "text/javascript")))]
+async fn md5_worker_js() -> Response {
+    asset(MD5_WORKER, "text/javascript; charset=utf-8")
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -37,6 +52,7 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/", tag = "page", responses((status = 200, description = "The upload page", content_type = "text/html")))]
 async fn index(State(state): State<AppState>) -> Response {
     let mut response = asset(INDEX, "text/html; charset=utf-8");
     // The page talks to Ferry and PUTs to the bucket; nothing else.
@@ -50,6 +66,7 @@ async fn index(State(state): State<AppState>) -> Response {
     response
 }
 
+#[utoipa::path(get, path = "/page-config", tag = "page", responses((status = 200, description = "What the page needs before sign-in")))]
 /// What the page needs before sign-in: how to sign in, and the upload rules.
 async fn page_config(State(state): State<AppState>) -> Json<serde_json::Value> {
     let auth = if state.auth.is_dev() { "dev" } else { "jwt" };

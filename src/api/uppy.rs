@@ -57,6 +57,7 @@ struct ParamsQuery {
     content_type: Option<String>,
 }
 
+#[utoipa::path(get, path = "/s3/params", tag = "uppy", params(("filename" = Option<String>, Query), ("type" = Option<String>, Query)), responses((status = 200, description = "A POST form: {method, url, fields}"), crate::api::openapi::Errors))]
 /// Companion's single-request path (files up to 5 MiB): a presigned POST form pinning the key
 /// Ferry issues, the type and the size, where the store takes forms (the embedded store).
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -73,7 +74,7 @@ async fn params(
     Ok(Json(json!({ "method": "POST", "url": form.url.as_str(), "fields": form.fields, "headers": {} })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateRequest {
     filename: Option<String>,
     #[serde(rename = "type")]
@@ -87,6 +88,7 @@ struct Created {
     upload_id: String,
 }
 
+#[utoipa::path(post, path = "/s3/multipart", tag = "uppy", request_body = CreateRequest, responses((status = 200, description = "{key, uploadId}"), crate::api::openapi::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn create(
     State(state): State<AppState>,
@@ -108,6 +110,7 @@ struct CompanionPart {
     etag: String,
 }
 
+#[utoipa::path(get, path = "/s3/multipart/{upload_id}", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "[{PartNumber, Size, ETag}]"), crate::api::openapi::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn list_parts(
     State(state): State<AppState>,
@@ -120,6 +123,7 @@ async fn list_parts(
     Ok(Json(parts.into_iter().map(|p| CompanionPart { part_number: p.number, size: p.size, etag: p.etag }).collect()))
 }
 
+#[utoipa::path(get, path = "/s3/multipart/{upload_id}/{part_number}", tag = "uppy", params(("upload_id" = String, Path), ("part_number" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "{url, expires}"), crate::api::openapi::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn sign_part(
     State(state): State<AppState>,
@@ -134,12 +138,12 @@ async fn sign_part(
     Ok(Json(json!({ "url": url.as_str(), "expires": state.uploads.url_ttl().as_secs() })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CompanionComplete {
     parts: Option<Vec<CompanionCompletedPart>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 struct CompanionCompletedPart {
     part_number: u16,
@@ -147,6 +151,7 @@ struct CompanionCompletedPart {
     etag: String,
 }
 
+#[utoipa::path(post, path = "/s3/multipart/{upload_id}/complete", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), request_body = CompanionComplete, responses((status = 200, description = "{location, key, file}"), crate::api::openapi::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn complete(
     State(state): State<AppState>,
@@ -163,6 +168,7 @@ async fn complete(
     Ok(Json(json!({ "location": location, "key": key, "file": file_view(record) })))
 }
 
+#[utoipa::path(delete, path = "/s3/multipart/{upload_id}", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "{}"), crate::api::openapi::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn abort(
     State(state): State<AppState>,
@@ -178,7 +184,7 @@ async fn abort(
 // ---------------------------------------------------------------- signRequest
 
 /// Uppy's `PresignableRequest`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SignRequest {
     method: Option<String>,
@@ -187,6 +193,7 @@ struct SignRequest {
     part_number: Option<u16>,
 }
 
+#[utoipa::path(post, path = "/uppy/sign", tag = "uppy", request_body = SignRequest, responses((status = 200, description = "{success, url, key}"), crate::api::openapi::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn sign(
     State(state): State<AppState>,
@@ -231,6 +238,7 @@ struct PartXml {
     etag: String,
 }
 
+#[utoipa::path(post, path = "/uppy/complete", tag = "uppy", params(("grant" = Option<String>, Query)), request_body(content = String, content_type = "application/xml", description = "S3's CompleteMultipartUpload XML"), responses((status = 200, description = "S3's CompleteMultipartUploadResult XML", content_type = "application/xml"), crate::api::openapi::XmlErrors))]
 /// The last step of a `signRequest` multipart upload: complete in the bucket, then confirm.
 async fn complete_granted(
     State(state): State<AppState>,
@@ -264,6 +272,7 @@ async fn complete_granted(
     }
 }
 
+#[utoipa::path(delete, path = "/uppy/abort", tag = "uppy", params(("grant" = Option<String>, Query)), responses((status = 204, description = "Aborted"), crate::api::openapi::XmlErrors))]
 async fn abort_granted(
     State(state): State<AppState>,
     query: Result<Query<GrantQuery>, axum::extract::rejection::QueryRejection>,

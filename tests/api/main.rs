@@ -29,6 +29,7 @@ mod presigned;
 mod quota;
 mod s3_compat;
 mod s3_tools;
+mod schemathesis;
 mod settings;
 mod store_auth;
 mod store_limits;

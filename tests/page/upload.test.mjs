@@ -85,6 +85,9 @@ try {
   const gateTimeout = setTimeout(() => release(), 30_000);
   const counted = new Set();
   const settle = (request) => { if (counted.delete(request)) inFlight -= 1; };
+  // A part stops counting when its answer arrives ("response" comes in the browser's own event
+  // order, before the page can start the next part; "requestfinished" may come later).
+  page.on("response", (response) => settle(response.request()));
   page.on("requestfinished", settle);
   page.on("requestfailed", settle);
   const isPart = (url) => url.searchParams.has("partNumber");
