@@ -119,6 +119,27 @@ pub(super) fn signed_headers(headers: &http::HeaderMap, uri: &http::Uri) -> Vec<
     fields.split(',').find_map(|field| field.trim().strip_prefix("SignedHeaders=")).map(split).unwrap_or_default()
 }
 
+/// Refuses user metadata (`x-amz-meta-*`) that a SigV4 signature does not cover, as S3 does
+/// ("There were headers present in the request which were not signed"): whoever holds a
+/// presigned URL may send the bytes it was signed for, not attach data of their own.
+pub(super) fn check_metadata_signed<T>(req: &s3s::S3Request<T>) -> S3Result<()> {
+    let signed = signed_headers(&req.headers, &req.uri);
+    if req.credentials.is_none() || signed.is_empty() {
+        return Ok(()); // anonymous (refused elsewhere) or not SigV4 (SigV2 signs every x-amz-*)
+    }
+    let unsigned = req
+        .headers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .find(|name| name.starts_with("x-amz-meta-") && !signed.iter().any(|s| s == name));
+    match unsigned {
+        Some(name) => {
+            Err(s3_error!(AccessDenied, "There were headers present in the request which were not signed: {name}"))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Whether the request's signature covers `name` (lower-case).
 pub(super) fn is_signed<T>(req: &s3s::S3Request<T>, name: &str) -> bool {
     req.credentials.is_some() && signed_headers(&req.headers, &req.uri).iter().any(|h| h == name)

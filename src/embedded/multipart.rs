@@ -262,7 +262,7 @@ pub async fn abort(
 pub async fn list_parts(backend: &Backend, input: ListPartsInput) -> S3Result<S3Response<ListPartsOutput>> {
     backend.bucket(&input.bucket)?;
     let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
-    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let max = input.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
     let marker = input.part_number_marker.unwrap_or(0);
     let mut numbers = Vec::new();
     let mut entries = tokio::fs::read_dir(&dir).await.map_err(internal)?;
@@ -312,7 +312,7 @@ pub async fn list_uploads(
     input: ListMultipartUploadsInput,
 ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
     backend.bucket(&input.bucket)?;
-    let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
     let encoder = listing::Encoder::new(input.encoding_type.as_ref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
     let key_marker = input.key_marker.clone().unwrap_or_default();

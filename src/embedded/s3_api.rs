@@ -59,6 +59,7 @@ impl S3 for Backend {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        check_metadata_signed(&req)?;
         let input = &req.input;
         self.bucket(&input.bucket)?;
         check_key(&input.key)?;
@@ -237,6 +238,7 @@ impl S3 for Backend {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        check_metadata_signed(&req)?;
         let keep_disposition = is_signed(&req, "content-disposition");
         super::copy::copy_object(self, req.input, keep_disposition).await
     }
@@ -350,6 +352,7 @@ impl S3 for Backend {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        check_metadata_signed(&req)?;
         let keep_disposition = is_signed(&req, "content-disposition");
         super::multipart::create(self, req.input, keep_disposition).await
     }
