@@ -222,58 +222,98 @@ pub(super) fn check_key(key: &str) -> S3Result<()> {
     Ok(())
 }
 
-/// Checksums the client announced (headers or trailers) must match what arrived.
-pub(super) fn expected_checksums(input: &PutObjectInput) -> s3s::checksum::ChecksumHasher {
-    let mut hasher = s3s::checksum::ChecksumHasher::default();
-    let alg = input.checksum_algorithm.as_ref().map(ChecksumAlgorithm::as_str);
-    if input.checksum_crc32.is_some() || alg == Some(ChecksumAlgorithm::CRC32) {
-        hasher.crc32 = Some(Default::default());
-    }
-    if input.checksum_crc32c.is_some() || alg == Some(ChecksumAlgorithm::CRC32C) {
-        hasher.crc32c = Some(Default::default());
-    }
-    if input.checksum_sha1.is_some() || alg == Some(ChecksumAlgorithm::SHA1) {
-        hasher.sha1 = Some(Default::default());
-    }
-    if input.checksum_sha256.is_some() || alg == Some(ChecksumAlgorithm::SHA256) {
-        hasher.sha256 = Some(Default::default());
-    }
-    if input.checksum_crc64nvme.is_some() || alg == Some(ChecksumAlgorithm::CRC64NVME) {
-        hasher.crc64nvme = Some(Default::default());
-    }
-    hasher
+/// The digests a body claims: `Content-MD5`, `x-amz-checksum-*` headers, or an algorithm
+/// whose checksum follows in a trailer. All must match what arrived, for a PUT and for a part.
+#[derive(Default)]
+pub(super) struct Claimed {
+    pub content_md5: Option<String>,
+    pub algorithm: Option<ChecksumAlgorithm>,
+    pub checksums: Checksum,
 }
 
-pub(super) fn check_digests(
-    input: &PutObjectInput,
-    trailers: Option<http::HeaderMap>,
-    computed: &Checksum,
-    md5: &[u8; 16],
-) -> S3Result<()> {
-    if let Some(content_md5) = &input.content_md5 {
-        use base64::Engine as _;
-        let claimed =
-            base64::engine::general_purpose::STANDARD.decode(content_md5).map_err(|_| s3_error!(InvalidDigest))?;
-        if claimed != md5 {
-            return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
+impl Claimed {
+    pub fn of_put(input: &PutObjectInput) -> Self {
+        Self {
+            content_md5: input.content_md5.clone(),
+            algorithm: input.checksum_algorithm.clone(),
+            checksums: Checksum {
+                checksum_crc32: input.checksum_crc32.clone(),
+                checksum_crc32c: input.checksum_crc32c.clone(),
+                checksum_sha1: input.checksum_sha1.clone(),
+                checksum_sha256: input.checksum_sha256.clone(),
+                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+                checksum_type: None,
+            },
         }
     }
-    let trailer = |name: &str| trailers.as_ref()?.get(name)?.to_str().ok().map(str::to_owned);
-    let pairs = [
-        (&input.checksum_crc32, "x-amz-checksum-crc32", &computed.checksum_crc32),
-        (&input.checksum_crc32c, "x-amz-checksum-crc32c", &computed.checksum_crc32c),
-        (&input.checksum_sha1, "x-amz-checksum-sha1", &computed.checksum_sha1),
-        (&input.checksum_sha256, "x-amz-checksum-sha256", &computed.checksum_sha256),
-        (&input.checksum_crc64nvme, "x-amz-checksum-crc64nvme", &computed.checksum_crc64nvme),
-    ];
-    for (header, name, actual) in pairs {
-        if let Some(claimed) = header.clone().or_else(|| trailer(name))
-            && Some(&claimed) != actual.as_ref()
-        {
-            return Err(s3_error!(BadDigest, "{name} does not match the body"));
+
+    pub fn of_part(input: &UploadPartInput) -> Self {
+        Self {
+            content_md5: input.content_md5.clone(),
+            algorithm: input.checksum_algorithm.clone(),
+            checksums: Checksum {
+                checksum_crc32: input.checksum_crc32.clone(),
+                checksum_crc32c: input.checksum_crc32c.clone(),
+                checksum_sha1: input.checksum_sha1.clone(),
+                checksum_sha256: input.checksum_sha256.clone(),
+                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+                checksum_type: None,
+            },
         }
     }
-    Ok(())
+
+    /// A hasher for every checksum claimed (in a header, or announced for a trailer).
+    pub fn hasher(&self) -> s3s::checksum::ChecksumHasher {
+        let mut hasher = s3s::checksum::ChecksumHasher::default();
+        let alg = self.algorithm.as_ref().map(ChecksumAlgorithm::as_str);
+        let c = &self.checksums;
+        if c.checksum_crc32.is_some() || alg == Some(ChecksumAlgorithm::CRC32) {
+            hasher.crc32 = Some(Default::default());
+        }
+        if c.checksum_crc32c.is_some() || alg == Some(ChecksumAlgorithm::CRC32C) {
+            hasher.crc32c = Some(Default::default());
+        }
+        if c.checksum_sha1.is_some() || alg == Some(ChecksumAlgorithm::SHA1) {
+            hasher.sha1 = Some(Default::default());
+        }
+        if c.checksum_sha256.is_some() || alg == Some(ChecksumAlgorithm::SHA256) {
+            hasher.sha256 = Some(Default::default());
+        }
+        if c.checksum_crc64nvme.is_some() || alg == Some(ChecksumAlgorithm::CRC64NVME) {
+            hasher.crc64nvme = Some(Default::default());
+        }
+        hasher
+    }
+
+    /// Checks the claims against what arrived: a malformed `Content-MD5` is `InvalidDigest`,
+    /// any mismatch `BadDigest`.
+    pub fn check(&self, trailers: Option<http::HeaderMap>, computed: &Checksum, md5: &[u8; 16]) -> S3Result<()> {
+        if let Some(content_md5) = &self.content_md5 {
+            use base64::Engine as _;
+            let claimed =
+                base64::engine::general_purpose::STANDARD.decode(content_md5).map_err(|_| s3_error!(InvalidDigest))?;
+            if claimed != md5 {
+                return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
+            }
+        }
+        let trailer = |name: &str| trailers.as_ref()?.get(name)?.to_str().ok().map(str::to_owned);
+        let c = &self.checksums;
+        let pairs = [
+            (&c.checksum_crc32, "x-amz-checksum-crc32", &computed.checksum_crc32),
+            (&c.checksum_crc32c, "x-amz-checksum-crc32c", &computed.checksum_crc32c),
+            (&c.checksum_sha1, "x-amz-checksum-sha1", &computed.checksum_sha1),
+            (&c.checksum_sha256, "x-amz-checksum-sha256", &computed.checksum_sha256),
+            (&c.checksum_crc64nvme, "x-amz-checksum-crc64nvme", &computed.checksum_crc64nvme),
+        ];
+        for (header, name, actual) in pairs {
+            if let Some(claimed) = header.clone().or_else(|| trailer(name))
+                && Some(&claimed) != actual.as_ref()
+            {
+                return Err(s3_error!(BadDigest, "{name} does not match the body"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use super::backend::{
-    Backend, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, commit_failed, internal, io_failed,
-    stored_headers, write_failed,
+    Backend, Claimed, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, commit_failed, internal,
+    io_failed, stored_headers, write_failed,
 };
 use super::disk::{ObjectMeta, StoredHeaders, create_private_dir_all, write_private};
 use super::listing;
@@ -99,29 +99,52 @@ pub async fn create(
     }))
 }
 
-pub async fn upload_part(backend: &Backend, input: UploadPartInput) -> S3Result<S3Response<UploadPartOutput>> {
-    let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-    let etag =
-        store_part(backend, &input.bucket, &input.key, &input.upload_id, input.part_number, body, input.content_length)
-            .await?;
-    Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
+/// A part's digests (`Content-MD5`, `x-amz-checksum-*` in headers or trailers) are checked as
+/// a PUT's are, before the part counts.
+pub async fn upload_part(
+    backend: &Backend,
+    mut input: UploadPartInput,
+    trailers: Option<s3s::TrailingHeaders>,
+) -> S3Result<S3Response<UploadPartOutput>> {
+    let body = input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
+    let claimed = Claimed::of_part(&input);
+    let part =
+        PartOf { bucket: &input.bucket, key: &input.key, upload_id: &input.upload_id, number: input.part_number };
+    let (etag, computed) = store_part(backend, &part, body, input.content_length, Some((claimed, trailers))).await?;
+    Ok(S3Response::new(UploadPartOutput {
+        e_tag: Some(ETag::Strong(etag)),
+        checksum_crc32: computed.checksum_crc32,
+        checksum_crc32c: computed.checksum_crc32c,
+        checksum_sha1: computed.checksum_sha1,
+        checksum_sha256: computed.checksum_sha256,
+        checksum_crc64nvme: computed.checksum_crc64nvme,
+        ..Default::default()
+    }))
+}
+
+/// Which part of which upload.
+pub struct PartOf<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub upload_id: &'a str,
+    pub number: i32,
 }
 
 /// Streams one part (an upload's body or a copied range) into the upload, refusing it as soon
-/// as it passes S3's 5 GiB, or the store's object size; returns its ETag.
+/// as it passes S3's 5 GiB, or the store's object size, and checking what it `claims`; returns
+/// its ETag and the checksums computed (those claimed).
 pub async fn store_part<S, E>(
     backend: &Backend,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-    part_number: i32,
+    part: &PartOf<'_>,
     body: S,
     content_length: Option<i64>,
-) -> S3Result<String>
+    claims: Option<(Claimed, Option<s3s::TrailingHeaders>)>,
+) -> S3Result<(String, Checksum)>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let PartOf { bucket, key, upload_id, number: part_number } = *part;
     if !(1..=MAX_PARTS).contains(&part_number) {
         return Err(s3_error!(InvalidArgument, "part number must be between 1 and 10000"));
     }
@@ -130,7 +153,12 @@ where
         return Err(s3_error!(EntityTooLarge));
     }
     let dir = load(backend, bucket, key, upload_id).await?;
-    let written = backend.disk.write_temp(body, limit, |_| {}).await.map_err(write_failed)?;
+    let mut hasher = claims.as_ref().map(|(claimed, _)| claimed.hasher()).unwrap_or_default();
+    let written = backend.disk.write_temp(body, limit, |chunk| hasher.update(chunk)).await.map_err(write_failed)?;
+    let computed = hasher.finalize();
+    if let Some((claimed, trailers)) = claims {
+        claimed.check(trailers.as_ref().and_then(s3s::TrailingHeaders::take), &computed, &written.md5)?;
+    }
     if content_length.is_some_and(|len| len != written.size as i64) {
         return Err(s3_error!(IncompleteBody));
     }
@@ -144,7 +172,7 @@ where
         return Err(io_failed(e));
     }
     tokio::fs::rename(written.file.path(), dir.join(&name)).await.map_err(io_failed)?;
-    Ok(etag)
+    Ok((etag, computed))
 }
 
 /// The answer to a completion of an upload that already completed: its object, if the key

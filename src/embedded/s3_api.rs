@@ -77,11 +77,12 @@ impl S3 for Backend {
         let Some(body) = req.input.body.take() else {
             return Err(s3_error!(IncompleteBody));
         };
-        let mut hasher = expected_checksums(&req.input);
+        let claimed = Claimed::of_put(&req.input);
+        let mut hasher = claimed.hasher();
         let written = self.disk.write_temp(body, limit, |chunk| hasher.update(chunk)).await.map_err(write_failed)?;
         let trailers = req.trailing_headers.as_ref().and_then(s3s::TrailingHeaders::take);
         let computed = hasher.finalize();
-        check_digests(&req.input, trailers, &computed, &written.md5)?;
+        claimed.check(trailers, &computed, &written.md5)?;
         if req.input.content_length.is_some_and(|len| len != written.size as i64) {
             return Err(s3_error!(IncompleteBody));
         }
@@ -358,7 +359,7 @@ impl S3 for Backend {
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
-        super::multipart::upload_part(self, req.input).await
+        super::multipart::upload_part(self, req.input, req.trailing_headers).await
     }
 
     async fn upload_part_copy(
