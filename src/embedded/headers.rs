@@ -53,7 +53,9 @@ pub(super) fn served_checksums(
 ) -> Checksum {
     let wanted = whole_object && mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
     let get = |name: &str| stored.get(name).filter(|_| wanted).cloned();
-    // A single PUT's checksums are of the full object (multipart objects keep none).
+    // A multipart object's composite checksum ends in `-<parts>`; any other is of the full object.
+    let kind =
+        if stored.values().any(|v| v.contains('-')) { ChecksumType::COMPOSITE } else { ChecksumType::FULL_OBJECT };
     let any = wanted && !stored.is_empty();
     Checksum {
         checksum_crc32: get("crc32"),
@@ -61,7 +63,7 @@ pub(super) fn served_checksums(
         checksum_sha1: get("sha1"),
         checksum_sha256: get("sha256"),
         checksum_crc64nvme: get("crc64nvme"),
-        checksum_type: any.then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+        checksum_type: any.then(|| ChecksumType::from_static(kind)),
     }
 }
 
@@ -86,4 +88,46 @@ pub(super) fn served_headers(h: StoredHeaders) -> ServedHeaders {
 
 pub(super) fn last_modified(meta: &ObjectMeta) -> Timestamp {
     std::time::SystemTime::from(meta.last_modified).into()
+}
+
+/// A checksum by its algorithm's lower-case name (`crc32`, `sha256`, ...).
+pub(super) fn checksum_named<'a>(c: &'a Checksum, name: &str) -> Option<&'a String> {
+    match name {
+        "crc32" => c.checksum_crc32.as_ref(),
+        "crc32c" => c.checksum_crc32c.as_ref(),
+        "sha1" => c.checksum_sha1.as_ref(),
+        "sha256" => c.checksum_sha256.as_ref(),
+        "crc64nvme" => c.checksum_crc64nvme.as_ref(),
+        _ => None,
+    }
+}
+
+/// A hasher computing the checksum of one algorithm (`CRC32`, `SHA256`, ... in any case), or
+/// nothing for `None` or an unknown name.
+pub(super) fn hasher_for(algorithm: Option<&str>) -> s3s::checksum::ChecksumHasher {
+    let mut hasher = s3s::checksum::ChecksumHasher::default();
+    match algorithm.map(str::to_ascii_uppercase).as_deref() {
+        Some(ChecksumAlgorithm::CRC32) => hasher.crc32 = Some(Default::default()),
+        Some(ChecksumAlgorithm::CRC32C) => hasher.crc32c = Some(Default::default()),
+        Some(ChecksumAlgorithm::SHA1) => hasher.sha1 = Some(Default::default()),
+        Some(ChecksumAlgorithm::SHA256) => hasher.sha256 = Some(Default::default()),
+        Some(ChecksumAlgorithm::CRC64NVME) => hasher.crc64nvme = Some(Default::default()),
+        _ => {}
+    }
+    hasher
+}
+
+/// S3's composite checksum of a multipart object: the algorithm's checksum of the parts'
+/// binary checksums, one after the other, then `-<parts>`. `None` if a part has none.
+pub(super) fn composite_checksum(algorithm: &str, part_checksums: &[Option<String>]) -> Option<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut joined = Vec::new();
+    for part in part_checksums {
+        joined.extend(b64.decode(part.as_deref()?).ok()?);
+    }
+    let mut hasher = hasher_for(Some(algorithm));
+    hasher.update(&joined);
+    let value = checksum_named(&hasher.finalize(), &algorithm.to_ascii_lowercase())?.clone();
+    Some(format!("{value}-{}", part_checksums.len()))
 }

@@ -17,8 +17,9 @@ use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use super::backend::{
-    Backend, Claimed, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, commit_failed, internal,
-    io_failed, stored_headers, write_failed,
+    Backend, Claimed, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, checksum_named,
+    checksums_to_keep, commit_failed, composite_checksum, hasher_for, internal, io_failed, stored_headers,
+    write_failed,
 };
 use super::disk::{ObjectMeta, StoredHeaders, create_private_dir_all, write_private};
 use super::listing;
@@ -37,9 +38,15 @@ struct Upload {
     /// When it started (uploads started by older versions have none: their directory's date).
     #[serde(default)]
     initiated: Option<chrono::DateTime<chrono::Utc>>,
+    /// The checksum algorithm the object will carry (`CRC32`, ...), and whether its checksum is
+    /// of the full object (`FULL_OBJECT`) or of the parts' checksums (`COMPOSITE`, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum_algorithm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum_type: Option<String>,
 }
 
-async fn load(backend: &Backend, bucket: &str, key: &str, upload_id: &str) -> S3Result<std::path::PathBuf> {
+async fn load(backend: &Backend, bucket: &str, key: &str, upload_id: &str) -> S3Result<(std::path::PathBuf, Upload)> {
     let dir = backend.disk.upload_dir(upload_id).ok_or_else(|| s3_error!(NoSuchUpload))?;
     let bytes = match tokio::fs::read(dir.join("upload.json")).await {
         Ok(bytes) => bytes,
@@ -50,7 +57,7 @@ async fn load(backend: &Backend, bucket: &str, key: &str, upload_id: &str) -> S3
     if upload.bucket != bucket || upload.key != key {
         return Err(s3_error!(NoSuchUpload));
     }
-    Ok(dir)
+    Ok((dir, upload))
 }
 
 fn part_name(number: i32) -> String {
@@ -84,6 +91,8 @@ pub async fn create(
             input.metadata,
         ),
         initiated: Some(chrono::Utc::now()),
+        checksum_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str().to_ascii_uppercase()),
+        checksum_type: input.checksum_type.as_ref().map(|t| t.as_str().to_ascii_uppercase()),
     };
     let json = serde_json::to_vec(&upload).map_err(internal)?;
     if let Err(e) = write_private(&dir.join("upload.json"), &json).await {
@@ -152,8 +161,16 @@ where
     if content_length.is_some_and(|len| len as u64 > limit) {
         return Err(s3_error!(EntityTooLarge));
     }
-    let dir = load(backend, bucket, key, upload_id).await?;
+    let (dir, upload) = load(backend, bucket, key, upload_id).await?;
     let mut hasher = claims.as_ref().map(|(claimed, _)| claimed.hasher()).unwrap_or_default();
+    // The upload's own algorithm is computed for every part (a copied one too): completion
+    // makes the object's checksum from the parts'.
+    let own = hasher_for(upload.checksum_algorithm.as_deref());
+    hasher.crc32 = hasher.crc32.or(own.crc32);
+    hasher.crc32c = hasher.crc32c.or(own.crc32c);
+    hasher.sha1 = hasher.sha1.or(own.sha1);
+    hasher.sha256 = hasher.sha256.or(own.sha256);
+    hasher.crc64nvme = hasher.crc64nvme.or(own.crc64nvme);
     let written = backend.disk.write_temp(body, limit, |chunk| hasher.update(chunk)).await.map_err(write_failed)?;
     let computed = hasher.finalize();
     if let Some((claimed, trailers)) = claims {
@@ -164,12 +181,16 @@ where
     }
     let etag = hex::encode(written.md5);
     let name = part_name(part_number);
-    // The ETag sidecar is written first: a part file never exists without its digest.
-    let sidecar = dir.join(format!("{name}.etag"));
-    if let Err(e) = write_private(&sidecar, etag.as_bytes()).await {
-        // A short sidecar (the disk filled up) must not pass for a part's digest.
-        let _ = tokio::fs::remove_file(&sidecar).await;
-        return Err(io_failed(e));
+    // The sidecars are written first: a part file never exists without its digests.
+    let sums = serde_json::to_vec(&checksums_to_keep(&computed)).map_err(internal)?;
+    for (sidecar, bytes) in
+        [(dir.join(format!("{name}.sums")), sums), (dir.join(format!("{name}.etag")), etag.clone().into_bytes())]
+    {
+        if let Err(e) = write_private(&sidecar, &bytes).await {
+            // A short sidecar (the disk filled up) must not pass for a part's digest.
+            let _ = tokio::fs::remove_file(&sidecar).await;
+            return Err(io_failed(e));
+        }
     }
     tokio::fs::rename(written.file.path(), dir.join(&name)).await.map_err(io_failed)?;
     Ok((etag, computed))
@@ -200,9 +221,11 @@ pub async fn complete(
     if let Some(done) = already_completed(backend, &input).await? {
         return Ok(done);
     }
-    let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
+    let (dir, upload) = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
+    let algorithm = upload.checksum_algorithm.as_deref().map(str::to_ascii_lowercase);
     let conditions = Conditions { if_match: input.if_match.clone(), if_none_match: input.if_none_match.clone() };
     backend.check_writable(&input.bucket, &input.key, &conditions).await?;
+    let claimed_object = complete_checksums(&input);
     let parts = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
     if parts.is_empty() {
         return Err(s3_error!(InvalidPart, "at least one part is required"));
@@ -212,6 +235,7 @@ pub async fn complete(
     }
     let mut files = Vec::with_capacity(parts.len());
     let mut sizes = Vec::with_capacity(parts.len());
+    let mut part_checksums = Vec::with_capacity(parts.len());
     let mut digest_of_digests = Md5::new();
     let mut previous = 0;
     for (index, part) in parts.iter().enumerate() {
@@ -227,6 +251,20 @@ pub async fn complete(
         let claimed = part.e_tag.as_ref().map(|e| e.value().trim_matches('"').to_owned());
         if claimed.as_deref() != Some(stored.as_str()) {
             return Err(s3_error!(InvalidPart, "ETag of part {number} does not match"));
+        }
+        if let Some(algorithm) = &algorithm {
+            // A part uploaded before its upload kept checksums has none: no composite then.
+            let sums: std::collections::BTreeMap<String, String> = tokio::fs::read(dir.join(format!("{name}.sums")))
+                .await
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+            let stored = sums.get(algorithm).cloned();
+            let claimed = checksum_named(&completed_part_checksums(part), algorithm).cloned();
+            if claimed.is_some() && claimed != stored {
+                return Err(s3_error!(InvalidPart, "the checksum of part {number} does not match"));
+            }
+            part_checksums.push(stored);
         }
         let path = dir.join(&name);
         let size = tokio::fs::metadata(&path).await.map_err(internal)?.len();
@@ -246,10 +284,28 @@ pub async fn complete(
             |path| async move { tokio::fs::File::open(path).await.map(|f| ReaderStream::with_capacity(f, READ_CHUNK)) },
         )
         .try_flatten();
-    let written =
-        backend.disk.write_temp(Box::pin(stream), backend.max_object_size, |_| {}).await.map_err(write_failed)?;
-    let upload: Upload =
-        serde_json::from_slice(&tokio::fs::read(dir.join("upload.json")).await.map_err(internal)?).map_err(internal)?;
+    let full_object = upload.checksum_type.as_deref() == Some(ChecksumType::FULL_OBJECT);
+    let mut hasher = hasher_for(upload.checksum_algorithm.as_deref().filter(|_| full_object));
+    let written = backend
+        .disk
+        .write_temp(Box::pin(stream), backend.max_object_size, |chunk| hasher.update(chunk))
+        .await
+        .map_err(write_failed)?;
+    let mut headers = upload.headers;
+    if let Some(algorithm) = &algorithm {
+        let object_checksum = if full_object {
+            checksum_named(&hasher.finalize(), algorithm).cloned()
+        } else {
+            composite_checksum(algorithm, &part_checksums)
+        };
+        let claimed = checksum_named(&claimed_object, algorithm).cloned();
+        if claimed.is_some() && object_checksum.is_some() && claimed != object_checksum {
+            return Err(s3_error!(BadDigest, "the object's {algorithm} checksum does not match"));
+        }
+        if let Some(value) = object_checksum {
+            headers.checksums.insert(algorithm.clone(), value);
+        }
+    }
     let meta = ObjectMeta {
         key: input.key.clone(),
         size: written.size,
@@ -259,7 +315,7 @@ pub async fn complete(
         last_modified: chrono::Utc::now(),
         blob: String::new(),
         sealed: false,
-        headers: upload.headers,
+        headers,
         upload_id: Some(input.upload_id.clone()),
         part_sizes: sizes,
     };
@@ -281,7 +337,7 @@ pub async fn abort(
     backend: &Backend,
     input: AbortMultipartUploadInput,
 ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-    let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
+    let (dir, _) = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
     tokio::fs::remove_dir_all(&dir).await.map_err(internal)?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
@@ -289,7 +345,7 @@ pub async fn abort(
 /// The parts of one upload, in part-number order, after `part-number-marker`.
 pub async fn list_parts(backend: &Backend, input: ListPartsInput) -> S3Result<S3Response<ListPartsOutput>> {
     backend.bucket(&input.bucket)?;
-    let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
+    let (dir, _) = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
     let max = input.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
     let marker = input.part_number_marker.unwrap_or(0);
     let mut numbers = Vec::new();
@@ -416,4 +472,26 @@ pub async fn list_uploads(
         encoding_type: input.encoding_type,
         ..Default::default()
     }))
+}
+
+fn completed_part_checksums(part: &CompletedPart) -> Checksum {
+    Checksum {
+        checksum_crc32: part.checksum_crc32.clone(),
+        checksum_crc32c: part.checksum_crc32c.clone(),
+        checksum_sha1: part.checksum_sha1.clone(),
+        checksum_sha256: part.checksum_sha256.clone(),
+        checksum_crc64nvme: part.checksum_crc64nvme.clone(),
+        checksum_type: None,
+    }
+}
+
+fn complete_checksums(input: &CompleteMultipartUploadInput) -> Checksum {
+    Checksum {
+        checksum_crc32: input.checksum_crc32.clone(),
+        checksum_crc32c: input.checksum_crc32c.clone(),
+        checksum_sha1: input.checksum_sha1.clone(),
+        checksum_sha256: input.checksum_sha256.clone(),
+        checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+        checksum_type: None,
+    }
 }

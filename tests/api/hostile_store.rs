@@ -221,9 +221,10 @@ async fn the_stores_files_are_owner_only(backend: Backend) {
         let root = app.data_dir.path().join("objects");
         let mut files = 0;
         assert_owner_only(&root, &mut files);
-        // One blob and its metadata, the pending upload's description, part and ETag, the
-        // store's directory lock, and the listing index (its database, WAL and shared memory).
-        assert_eq!(files, 9);
+        // One blob and its metadata, the pending upload's description, part, ETag and
+        // checksums, the store's directory lock, and the listing index (its database, WAL and
+        // shared memory).
+        assert_eq!(files, 10);
     }
 }
 
