@@ -178,6 +178,9 @@ def a_multipart_upload_lists_its_parts_and_completes_twice_alike():
     assert (head["ContentLength"], head["Metadata"]) == (5 * MiB + 100, {"m": "1"}), head
     part2 = s3.get_object(Bucket=bucket, Key="mp/obj", PartNumber=2)
     assert part2["Body"].read() == parts[1] and part2["PartsCount"] == 2
+    head1 = s3.head_object(Bucket=bucket, Key="mp/obj", PartNumber=1)
+    assert (head1["ContentLength"], head1["PartsCount"]) == (5 * MiB, 2), head1
+    assert error_of(s3.head_object, Bucket=bucket, Key="mp/obj", PartNumber=3)[0] == 416
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket, Prefix="mp/")
     # Once another write replaced the object, the old upload is gone for good.
     s3.put_object(Bucket=bucket, Key="mp/obj", Body=b"new")
