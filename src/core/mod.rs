@@ -56,14 +56,6 @@ impl Core {
         data_dir::ensure(&cfg.server.data_dir)?;
         let metrics = Arc::new(Metrics::default());
         let (bucket, store, embedded) = open_store(cfg)?;
-        if let Some(embedded) = &embedded {
-            // What a crash left in the store is settled before the first request.
-            let dir = cfg.server.data_dir.join("objects");
-            embedded
-                .recover()
-                .await
-                .map_err(|source| CoreError::DataDir { path: dir.display().to_string(), source })?;
-        }
         let ticket_secret = match &cfg.uploads.ticket_secret {
             Some(s) => s.clone(),
             None => data_dir::derive_secret(&bucket.secret_access_key, b"ferry upload tickets"),

@@ -126,9 +126,8 @@ pub struct Disk {
     /// Serialises commits and deletes of the same key (striped by hash).
     locks: Vec<Mutex<()>>,
     /// `<root>/.lock`, locked exclusively while this store owns the directory (kept open for
-    /// the store's life; the lock ends with the process, even on SIGKILL). Only the owner
-    /// removes what a crash left.
-    owner: Option<std::fs::File>,
+    /// the store's life; the lock ends with the process, even on SIGKILL).
+    _owner: Option<std::fs::File>,
 }
 
 const LOCK_STRIPES: usize = 64;
@@ -146,12 +145,15 @@ impl Disk {
             restrict_dir(&dir)?;
         }
         // Sole owner of the directory (no other store has it open, in this process or another):
-        // nothing can be in flight, so every temporary file is what a crash left behind (a PUT
-        // cut off); blobs a crash left unnamed are removed when the index opens (`index`).
-        // Otherwise only day-old temporary files are removed.
+        // nothing can be in flight, so every temporary file and every blob that no metadata
+        // names is what a crash left behind (a PUT cut off, a commit killed between the blob's
+        // rename and its metadata's). Otherwise only week-old leftovers are removed.
         let owner = lock_exclusively(&root.join(".lock"));
         if owner.is_some() {
             remove_temp_files(&tmp, std::time::Duration::ZERO);
+            for bucket in list_dirs(root) {
+                remove_unnamed_blobs(&root.join(bucket));
+            }
         } else {
             tracing::warn!(dir = %root.display(), "another store has this directory open: keeping its temporary files");
             remove_temp_files(&tmp, STALE_TEMP);
@@ -160,7 +162,7 @@ impl Disk {
             root: root.to_owned(),
             index: tokio::sync::OnceCell::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            owner,
+            _owner: owner,
         })
     }
 
@@ -273,12 +275,10 @@ impl Disk {
             settle(index, bucket, &meta.key, previous.as_ref()).await;
             return Err(e.into());
         }
-        // The row stays pending until the replaced blob is gone: a crash before that leaves the
-        // blob to the next start (see `index`).
+        settle(index, bucket, &meta.key, Some(&meta)).await;
         if let Some(previous) = previous {
             let _ = tokio::fs::remove_file(dir.join(previous.blob)).await;
         }
-        settle(index, bucket, &meta.key, Some(&meta)).await;
         Ok(meta)
     }
 
@@ -354,8 +354,8 @@ impl Disk {
             settle(index, bucket, key, Some(&meta)).await;
             return Err(e);
         }
-        let _ = tokio::fs::remove_file(self.object_dir(bucket, &hash).join(meta.blob)).await;
         settle(index, bucket, key, None).await;
+        let _ = tokio::fs::remove_file(self.object_dir(bucket, &hash).join(meta.blob)).await;
         Ok(true)
     }
 
@@ -365,46 +365,18 @@ impl Disk {
         self.index
             .get_or_try_init(|| async {
                 let index = Index::open(&self.root.join(".index.sqlite")).await?;
-                let owner = self.owner.is_some();
                 for bucket in list_dirs(&self.root) {
                     if !index.is_built(&bucket).await? {
                         tracing::info!(%bucket, "building the embedded store's listing index");
-                        if owner {
-                            // Made before the index: any blob a crash left is found by a scan, once.
-                            let dir = self.root.join(&bucket);
-                            tokio::task::spawn_blocking(move || remove_unnamed_blobs(&dir))
-                                .await
-                                .map_err(io::Error::other)?;
-                        }
                         index.build(&bucket, self.scan(&bucket).await?).await?;
                     }
                 }
-                // A crash can leave a blob unnamed only while its key's row is pending: only
-                // those keys are looked at, not every file of the store.
                 for (bucket, key) in index.pending().await? {
-                    let meta = self.meta(&bucket, &key).await?;
-                    if owner {
-                        self.remove_unnamed_blobs_of(&bucket, &key, meta.as_ref()).await;
-                    }
-                    index.settle(&bucket, &key, meta.as_ref()).await?;
+                    index.settle(&bucket, &key, self.meta(&bucket, &key).await?.as_ref()).await?;
                 }
                 Ok(index)
             })
             .await
-    }
-
-    /// Removes the blobs of `key` that its metadata (`meta`) does not name.
-    async fn remove_unnamed_blobs_of(&self, bucket: &str, key: &str, meta: Option<&ObjectMeta>) {
-        let hash = Self::hash(key);
-        let Ok(mut files) = tokio::fs::read_dir(self.object_dir(bucket, &hash)).await else { return };
-        while let Ok(Some(file)) = files.next_entry().await {
-            let name = file.file_name().to_string_lossy().into_owned();
-            let Some(suffix) = name.strip_prefix(&format!("{hash}.")) else { continue };
-            if suffix != "json" && meta.is_none_or(|m| m.blob != name) {
-                tracing::info!(blob = %name, "removing a blob no object names (left by a crash)");
-                let _ = tokio::fs::remove_file(file.path()).await;
-            }
-        }
     }
 
     /// Every object's metadata in a bucket, read from every metadata file (to build the index).

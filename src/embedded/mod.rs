@@ -156,12 +156,6 @@ impl EmbeddedStore {
         })
     }
 
-    /// Opens the listing index now rather than on the first request: it settles what a crash
-    /// left (rows, and the blobs of their keys), and indexes a store made before it existed.
-    pub async fn recover(&self) -> std::io::Result<()> {
-        self.disk.index().await.map(drop)
-    }
-
     /// The store as Ferry itself uses it: same disk, no HTTP; `signer` signs browsers' URLs.
     pub fn objects(&self, signer: S3Store) -> LocalObjects {
         LocalObjects { disk: self.disk.clone(), bucket: self.bucket.clone(), signer }
