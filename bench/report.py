@@ -72,6 +72,14 @@ row("1 GiB PUT through the embedded store, MB/s (vs dd)", fmt(lm), fmt(dd), f"{f
     None if x is None else x >= 0.7)
 growth = num("large", "rss_growth_mib")
 row("RSS growth during that PUT, MiB", fmt(growth), "", "", "< 50 MiB", None if growth is None else growth < 50)
+p1k, p1m = num("listing_1000", "page_us"), num("listing_1000000", "page_us")
+x = ratio(p1m, p1k)
+row("ListObjectsV2 page of 1,000 at 1,000 / 1,000,000 objects, ms (embedded store, in process)",
+    f"{fmt(None if p1k is None else p1k / 1000, 2)} / {fmt(None if p1m is None else p1m / 1000, 2)}", "",
+    f"{fmt(x, 2)}x", "≤ 2x", None if x is None else x <= 2)
+q1k, q1m = num("listing_1000", "prefixes_us"), num("listing_1000000", "prefixes_us")
+row("ListObjectsV2 delimiter page (100 prefixes) at 1,000 / 1,000,000 objects, ms",
+    f"{fmt(None if q1k is None else q1k / 1000, 2)} / {fmt(None if q1m is None else q1m / 1000, 2)}", "", "", "", None)
 fm, rm = num("memory", "ferry_peak_kib"), num("memory", "ref_peak_kib")
 x = ratio(fm, rm)
 row("peak RSS under all loads, MiB", fmt(None if fm is None else fm / 1024), fmt(None if rm is None else rm / 1024),

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
-use super::disk::{CommitError, Disk, ObjectMeta, StoredHeaders, WriteError};
+pub(super) use super::conditions::{Conditions, ReadConditions};
+use super::disk::{CommitError, Disk, ObjectMeta, WriteError};
+pub(super) use super::headers::*;
 
 /// S3's single-PUT and single-part limit.
 pub(super) const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
@@ -91,184 +93,6 @@ pub(super) fn commit_failed(e: CommitError<S3Error>) -> S3Error {
     }
 }
 
-/// The conditions a write carries (`If-Match`, `If-None-Match`), checked against the object
-/// the key holds: once early (to refuse before the body is read) and again under the key's
-/// lock when committing (the check that counts).
-#[derive(Debug, Clone, Default)]
-pub(super) struct Conditions {
-    pub if_match: Option<ETagCondition>,
-    pub if_none_match: Option<ETagCondition>,
-}
-
-impl Conditions {
-    pub fn check(&self, current: Option<&ObjectMeta>) -> S3Result<()> {
-        let matches = |condition: &ETagCondition, meta: &ObjectMeta| match condition {
-            ETagCondition::Any => true,
-            ETagCondition::ETag(etag) => etag.value().trim_matches('"') == meta.etag,
-        };
-        if let Some(condition) = &self.if_match {
-            let Some(meta) = current else {
-                return Err(s3_error!(NoSuchKey, "If-Match: there is no object to match"));
-            };
-            if !matches(condition, meta) {
-                return Err(s3_error!(PreconditionFailed, "If-Match: the object's ETag differs"));
-            }
-        }
-        if let (Some(condition), Some(meta)) = (&self.if_none_match, current)
-            && matches(condition, meta)
-        {
-            return Err(s3_error!(PreconditionFailed, "If-None-Match: the object exists"));
-        }
-        Ok(())
-    }
-}
-
-/// The preconditions of a GET or HEAD, checked as S3 (and RFC 9110 §13.2.2) orders them:
-/// `If-Match` then (without it) `If-Unmodified-Since` fail with 412; `If-None-Match` then
-/// (without it) `If-Modified-Since` answer 304. Dates compare at whole seconds, the precision
-/// of `Last-Modified`.
-#[derive(Debug, Default)]
-pub(super) struct ReadConditions {
-    pub if_match: Option<ETagCondition>,
-    pub if_none_match: Option<ETagCondition>,
-    pub if_modified_since: Option<Timestamp>,
-    pub if_unmodified_since: Option<Timestamp>,
-}
-
-impl ReadConditions {
-    pub fn check(&self, meta: &ObjectMeta) -> S3Result<()> {
-        let modified = meta.last_modified.timestamp();
-        let matches = |condition: &ETagCondition| match condition {
-            ETagCondition::Any => true,
-            ETagCondition::ETag(etag) => etag.value().trim_matches('"') == meta.etag,
-        };
-        if let Some(condition) = &self.if_match {
-            if !matches(condition) {
-                return Err(s3_error!(PreconditionFailed, "If-Match: the object's ETag differs"));
-            }
-        } else if let Some(since) = self.if_unmodified_since.as_ref().and_then(epoch_seconds)
-            && modified > since
-        {
-            return Err(s3_error!(PreconditionFailed, "If-Unmodified-Since: the object changed since"));
-        }
-        if let Some(condition) = &self.if_none_match {
-            if matches(condition) {
-                return Err(not_modified(meta));
-            }
-        } else if let Some(since) = self.if_modified_since.as_ref().and_then(epoch_seconds)
-            && modified <= since
-        {
-            return Err(not_modified(meta));
-        }
-        Ok(())
-    }
-}
-
-/// A 304, which carries the object's ETag and Last-Modified as S3's does.
-fn not_modified(meta: &ObjectMeta) -> S3Error {
-    let mut err = s3_error!(NotModified);
-    let mut headers = http::HeaderMap::new();
-    if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", meta.etag)) {
-        headers.insert(http::header::ETAG, v);
-    }
-    let date = meta.last_modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-    if let Ok(v) = http::HeaderValue::from_str(&date) {
-        headers.insert(http::header::LAST_MODIFIED, v);
-    }
-    err.set_headers(headers);
-    err
-}
-
-/// A timestamp as whole seconds since the epoch (`s3s` keeps its own date type).
-pub(super) fn epoch_seconds(ts: &Timestamp) -> Option<i64> {
-    let mut text = Vec::new();
-    ts.format(TimestampFormat::EpochSeconds, &mut text).ok()?;
-    let text = String::from_utf8(text).ok()?;
-    text.split('.').next()?.parse().ok()
-}
-
-fn rfc3339(ts: &Timestamp) -> Option<String> {
-    let mut text = Vec::new();
-    ts.format(TimestampFormat::DateTime, &mut text).ok()?;
-    String::from_utf8(text).ok()
-}
-
-/// The headers an upload (PutObject, CreateMultipartUpload, a copy with `REPLACE`) sets.
-pub(super) fn stored_headers(
-    cache_control: Option<String>,
-    content_encoding: Option<String>,
-    content_language: Option<String>,
-    expires: Option<&Timestamp>,
-    metadata: Option<Metadata>,
-) -> StoredHeaders {
-    StoredHeaders {
-        cache_control,
-        content_encoding,
-        content_language,
-        expires: expires.and_then(rfc3339),
-        user: metadata.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
-        checksums: Default::default(),
-    }
-}
-
-/// The checksums a PUT computed (only those the client asked for, all verified), to keep.
-pub(super) fn checksums_to_keep(computed: &Checksum) -> std::collections::BTreeMap<String, String> {
-    [
-        ("crc32", &computed.checksum_crc32),
-        ("crc32c", &computed.checksum_crc32c),
-        ("sha1", &computed.checksum_sha1),
-        ("sha256", &computed.checksum_sha256),
-        ("crc64nvme", &computed.checksum_crc64nvme),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
-    .collect()
-}
-
-/// The stored checksums, answered when a GET or HEAD of the whole object asks for them
-/// (`x-amz-checksum-mode: ENABLED`).
-pub(super) fn served_checksums(
-    mode: Option<&ChecksumMode>,
-    whole_object: bool,
-    stored: &std::collections::BTreeMap<String, String>,
-) -> Checksum {
-    let wanted = whole_object && mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
-    let get = |name: &str| stored.get(name).filter(|_| wanted).cloned();
-    // A single PUT's checksums are of the full object (multipart objects keep none).
-    let any = wanted && !stored.is_empty();
-    Checksum {
-        checksum_crc32: get("crc32"),
-        checksum_crc32c: get("crc32c"),
-        checksum_sha1: get("sha1"),
-        checksum_sha256: get("sha256"),
-        checksum_crc64nvme: get("crc64nvme"),
-        checksum_type: any.then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
-    }
-}
-
-/// The stored headers as GET and HEAD answer them.
-pub(super) struct ServedHeaders {
-    pub cache_control: Option<String>,
-    pub content_encoding: Option<String>,
-    pub content_language: Option<String>,
-    pub expires: Option<Timestamp>,
-    pub metadata: Option<Metadata>,
-}
-
-pub(super) fn served_headers(h: StoredHeaders) -> ServedHeaders {
-    ServedHeaders {
-        cache_control: h.cache_control,
-        content_encoding: h.content_encoding,
-        content_language: h.content_language,
-        expires: h.expires.and_then(|e| Timestamp::parse(TimestampFormat::DateTime, &e).ok()),
-        metadata: (!h.user.is_empty()).then(|| h.user.into_iter().collect()),
-    }
-}
-
-pub(super) fn last_modified(meta: &ObjectMeta) -> Timestamp {
-    std::time::SystemTime::from(meta.last_modified).into()
-}
-
 /// The (lower-case) names of the headers a request's SigV4 signature covers: a presigned URL's
 /// `X-Amz-SignedHeaders`, or the `SignedHeaders=` of an `AWS4-HMAC-SHA256` `Authorization`
 /// header, picked the way `s3s` picks the signature it verifies. Empty for anything else
@@ -293,6 +117,27 @@ pub(super) fn signed_headers(headers: &http::HeaderMap, uri: &http::Uri) -> Vec<
         return Vec::new();
     };
     fields.split(',').find_map(|field| field.trim().strip_prefix("SignedHeaders=")).map(split).unwrap_or_default()
+}
+
+/// Refuses user metadata (`x-amz-meta-*`) that a SigV4 signature does not cover, as S3 does
+/// ("There were headers present in the request which were not signed"): whoever holds a
+/// presigned URL may send the bytes it was signed for, not attach data of their own.
+pub(super) fn check_metadata_signed<T>(req: &s3s::S3Request<T>) -> S3Result<()> {
+    let signed = signed_headers(&req.headers, &req.uri);
+    if req.credentials.is_none() || signed.is_empty() {
+        return Ok(()); // anonymous (refused elsewhere) or not SigV4 (SigV2 signs every x-amz-*)
+    }
+    let unsigned = req
+        .headers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .find(|name| name.starts_with("x-amz-meta-") && !signed.iter().any(|s| s == name));
+    match unsigned {
+        Some(name) => {
+            Err(s3_error!(AccessDenied, "There were headers present in the request which were not signed: {name}"))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Whether the request's signature covers `name` (lower-case).
@@ -377,58 +222,98 @@ pub(super) fn check_key(key: &str) -> S3Result<()> {
     Ok(())
 }
 
-/// Checksums the client announced (headers or trailers) must match what arrived.
-pub(super) fn expected_checksums(input: &PutObjectInput) -> s3s::checksum::ChecksumHasher {
-    let mut hasher = s3s::checksum::ChecksumHasher::default();
-    let alg = input.checksum_algorithm.as_ref().map(ChecksumAlgorithm::as_str);
-    if input.checksum_crc32.is_some() || alg == Some(ChecksumAlgorithm::CRC32) {
-        hasher.crc32 = Some(Default::default());
-    }
-    if input.checksum_crc32c.is_some() || alg == Some(ChecksumAlgorithm::CRC32C) {
-        hasher.crc32c = Some(Default::default());
-    }
-    if input.checksum_sha1.is_some() || alg == Some(ChecksumAlgorithm::SHA1) {
-        hasher.sha1 = Some(Default::default());
-    }
-    if input.checksum_sha256.is_some() || alg == Some(ChecksumAlgorithm::SHA256) {
-        hasher.sha256 = Some(Default::default());
-    }
-    if input.checksum_crc64nvme.is_some() || alg == Some(ChecksumAlgorithm::CRC64NVME) {
-        hasher.crc64nvme = Some(Default::default());
-    }
-    hasher
+/// The digests a body claims: `Content-MD5`, `x-amz-checksum-*` headers, or an algorithm
+/// whose checksum follows in a trailer. All must match what arrived, for a PUT and for a part.
+#[derive(Default)]
+pub(super) struct Claimed {
+    pub content_md5: Option<String>,
+    pub algorithm: Option<ChecksumAlgorithm>,
+    pub checksums: Checksum,
 }
 
-pub(super) fn check_digests(
-    input: &PutObjectInput,
-    trailers: Option<http::HeaderMap>,
-    computed: &Checksum,
-    md5: &[u8; 16],
-) -> S3Result<()> {
-    if let Some(content_md5) = &input.content_md5 {
-        use base64::Engine as _;
-        let claimed =
-            base64::engine::general_purpose::STANDARD.decode(content_md5).map_err(|_| s3_error!(InvalidDigest))?;
-        if claimed != md5 {
-            return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
+impl Claimed {
+    pub fn of_put(input: &PutObjectInput) -> Self {
+        Self {
+            content_md5: input.content_md5.clone(),
+            algorithm: input.checksum_algorithm.clone(),
+            checksums: Checksum {
+                checksum_crc32: input.checksum_crc32.clone(),
+                checksum_crc32c: input.checksum_crc32c.clone(),
+                checksum_sha1: input.checksum_sha1.clone(),
+                checksum_sha256: input.checksum_sha256.clone(),
+                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+                checksum_type: None,
+            },
         }
     }
-    let trailer = |name: &str| trailers.as_ref()?.get(name)?.to_str().ok().map(str::to_owned);
-    let pairs = [
-        (&input.checksum_crc32, "x-amz-checksum-crc32", &computed.checksum_crc32),
-        (&input.checksum_crc32c, "x-amz-checksum-crc32c", &computed.checksum_crc32c),
-        (&input.checksum_sha1, "x-amz-checksum-sha1", &computed.checksum_sha1),
-        (&input.checksum_sha256, "x-amz-checksum-sha256", &computed.checksum_sha256),
-        (&input.checksum_crc64nvme, "x-amz-checksum-crc64nvme", &computed.checksum_crc64nvme),
-    ];
-    for (header, name, actual) in pairs {
-        if let Some(claimed) = header.clone().or_else(|| trailer(name))
-            && Some(&claimed) != actual.as_ref()
-        {
-            return Err(s3_error!(BadDigest, "{name} does not match the body"));
+
+    pub fn of_part(input: &UploadPartInput) -> Self {
+        Self {
+            content_md5: input.content_md5.clone(),
+            algorithm: input.checksum_algorithm.clone(),
+            checksums: Checksum {
+                checksum_crc32: input.checksum_crc32.clone(),
+                checksum_crc32c: input.checksum_crc32c.clone(),
+                checksum_sha1: input.checksum_sha1.clone(),
+                checksum_sha256: input.checksum_sha256.clone(),
+                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+                checksum_type: None,
+            },
         }
     }
-    Ok(())
+
+    /// A hasher for every checksum claimed (in a header, or announced for a trailer).
+    pub fn hasher(&self) -> s3s::checksum::ChecksumHasher {
+        let mut hasher = s3s::checksum::ChecksumHasher::default();
+        let alg = self.algorithm.as_ref().map(ChecksumAlgorithm::as_str);
+        let c = &self.checksums;
+        if c.checksum_crc32.is_some() || alg == Some(ChecksumAlgorithm::CRC32) {
+            hasher.crc32 = Some(Default::default());
+        }
+        if c.checksum_crc32c.is_some() || alg == Some(ChecksumAlgorithm::CRC32C) {
+            hasher.crc32c = Some(Default::default());
+        }
+        if c.checksum_sha1.is_some() || alg == Some(ChecksumAlgorithm::SHA1) {
+            hasher.sha1 = Some(Default::default());
+        }
+        if c.checksum_sha256.is_some() || alg == Some(ChecksumAlgorithm::SHA256) {
+            hasher.sha256 = Some(Default::default());
+        }
+        if c.checksum_crc64nvme.is_some() || alg == Some(ChecksumAlgorithm::CRC64NVME) {
+            hasher.crc64nvme = Some(Default::default());
+        }
+        hasher
+    }
+
+    /// Checks the claims against what arrived: a malformed `Content-MD5` is `InvalidDigest`,
+    /// any mismatch `BadDigest`.
+    pub fn check(&self, trailers: Option<http::HeaderMap>, computed: &Checksum, md5: &[u8; 16]) -> S3Result<()> {
+        if let Some(content_md5) = &self.content_md5 {
+            use base64::Engine as _;
+            let claimed =
+                base64::engine::general_purpose::STANDARD.decode(content_md5).map_err(|_| s3_error!(InvalidDigest))?;
+            if claimed != md5 {
+                return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
+            }
+        }
+        let trailer = |name: &str| trailers.as_ref()?.get(name)?.to_str().ok().map(str::to_owned);
+        let c = &self.checksums;
+        let pairs = [
+            (&c.checksum_crc32, "x-amz-checksum-crc32", &computed.checksum_crc32),
+            (&c.checksum_crc32c, "x-amz-checksum-crc32c", &computed.checksum_crc32c),
+            (&c.checksum_sha1, "x-amz-checksum-sha1", &computed.checksum_sha1),
+            (&c.checksum_sha256, "x-amz-checksum-sha256", &computed.checksum_sha256),
+            (&c.checksum_crc64nvme, "x-amz-checksum-crc64nvme", &computed.checksum_crc64nvme),
+        ];
+        for (header, name, actual) in pairs {
+            if let Some(claimed) = header.clone().or_else(|| trailer(name))
+                && Some(&claimed) != actual.as_ref()
+            {
+                return Err(s3_error!(BadDigest, "{name} does not match the body"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -499,22 +384,6 @@ mod tests {
         assert_eq!(served_disposition(png, Some("inline".into()), None).as_deref(), Some("inline"));
     }
 
-    fn object(etag: &str) -> ObjectMeta {
-        ObjectMeta {
-            key: "k".into(),
-            size: 1,
-            etag: etag.into(),
-            content_type: None,
-            content_disposition: None,
-            last_modified: chrono::Utc::now(),
-            blob: String::new(),
-            sealed: false,
-            headers: StoredHeaders::default(),
-            upload_id: None,
-            part_sizes: Vec::new(),
-        }
-    }
-
     #[test]
     fn a_full_disk_is_a_507_and_other_io_errors_a_500() {
         for full in [
@@ -539,20 +408,5 @@ mod tests {
         assert_eq!(write_failed(full).code().as_str(), DISK_FULL_CODE);
         let full: CommitError<S3Error> = CommitError::Io(io::Error::from(io::ErrorKind::StorageFull));
         assert_eq!(commit_failed(full).status_code(), Some(http::StatusCode::INSUFFICIENT_STORAGE));
-    }
-
-    #[test]
-    fn write_conditions_follow_s3() {
-        let code = |r: S3Result<()>| r.err().map(|e| e.code().as_str().to_owned());
-        let existing = object("abc");
-        let create_only = Conditions { if_none_match: Some(ETagCondition::Any), ..Default::default() };
-        assert_eq!(code(create_only.check(Some(&existing))).as_deref(), Some("PreconditionFailed"));
-        assert_eq!(code(create_only.check(None)), None);
-        let if_match =
-            |e: &str| Conditions { if_match: Some(ETagCondition::ETag(ETag::Strong(e.into()))), ..Default::default() };
-        assert_eq!(code(if_match("abc").check(Some(&existing))), None);
-        assert_eq!(code(if_match("other").check(Some(&existing))).as_deref(), Some("PreconditionFailed"));
-        assert_eq!(code(if_match("abc").check(None)).as_deref(), Some("NoSuchKey"));
-        assert_eq!(code(Conditions::default().check(Some(&existing))), None);
     }
 }

@@ -134,16 +134,13 @@ pub async fn upload_part_copy(
     };
     file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(internal)?;
     let stream = ReaderStream::with_capacity(file.take(range.end - range.start), READ_CHUNK);
-    let etag = super::multipart::store_part(
-        backend,
-        &input.bucket,
-        &input.key,
-        &input.upload_id,
-        input.part_number,
-        Box::pin(stream),
-        super::multipart::Expected::default(),
-    )
-    .await?;
+    let part = super::multipart::PartOf {
+        bucket: &input.bucket,
+        key: &input.key,
+        upload_id: &input.upload_id,
+        number: input.part_number,
+    };
+    let (etag, _) = super::multipart::store_part(backend, &part, Box::pin(stream), None, None).await?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(etag)),

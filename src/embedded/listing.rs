@@ -387,8 +387,12 @@ mod tests {
                 }
             };
             let (page, prefixes) = (time(false).await, time(true).await);
+            // One line per size, read by bench/run.
             println!(
-                "{objects} objects (indexed in {filled:.1?}): page of 1,000 keys {page:.2?}, page of 100 common prefixes {prefixes:.2?}"
+                "listing_page_cost objects={objects} page_us={} prefixes_us={} indexed_ms={}",
+                page.as_micros(),
+                prefixes.as_micros(),
+                filled.as_millis()
             );
         }
     }

@@ -11,9 +11,11 @@
 //! logged as errors ([`quiet_log`]).
 
 mod backend;
+mod conditions;
 mod copy;
 mod disk;
 mod edge;
+mod headers;
 mod index;
 mod listing;
 mod local;

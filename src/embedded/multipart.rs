@@ -17,8 +17,9 @@ use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use super::backend::{
-    Backend, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, commit_failed, internal, io_failed,
-    stored_headers, write_failed,
+    Backend, Claimed, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, checksum_named,
+    checksums_to_keep, commit_failed, composite_checksum, hasher_for, internal, io_failed, stored_headers,
+    write_failed,
 };
 use super::disk::{ObjectMeta, StoredHeaders, create_private_dir_all, write_private};
 use super::listing;
@@ -37,9 +38,15 @@ struct Upload {
     /// When it started (uploads started by older versions have none: their directory's date).
     #[serde(default)]
     initiated: Option<chrono::DateTime<chrono::Utc>>,
+    /// The checksum algorithm the object will carry (`CRC32`, ...), and whether its checksum is
+    /// of the full object (`FULL_OBJECT`) or of the parts' checksums (`COMPOSITE`, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum_algorithm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum_type: Option<String>,
 }
 
-async fn load(backend: &Backend, bucket: &str, key: &str, upload_id: &str) -> S3Result<std::path::PathBuf> {
+async fn load(backend: &Backend, bucket: &str, key: &str, upload_id: &str) -> S3Result<(std::path::PathBuf, Upload)> {
     let dir = backend.disk.upload_dir(upload_id).ok_or_else(|| s3_error!(NoSuchUpload))?;
     let bytes = match tokio::fs::read(dir.join("upload.json")).await {
         Ok(bytes) => bytes,
@@ -50,7 +57,7 @@ async fn load(backend: &Backend, bucket: &str, key: &str, upload_id: &str) -> S3
     if upload.bucket != bucket || upload.key != key {
         return Err(s3_error!(NoSuchUpload));
     }
-    Ok(dir)
+    Ok((dir, upload))
 }
 
 fn part_name(number: i32) -> String {
@@ -84,6 +91,8 @@ pub async fn create(
             input.metadata,
         ),
         initiated: Some(chrono::Utc::now()),
+        checksum_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str().to_ascii_uppercase()),
+        checksum_type: input.checksum_type.as_ref().map(|t| t.as_str().to_ascii_uppercase()),
     };
     let json = serde_json::to_vec(&upload).map_err(internal)?;
     if let Err(e) = write_private(&dir.join("upload.json"), &json).await {
@@ -99,68 +108,92 @@ pub async fn create(
     }))
 }
 
-pub async fn upload_part(backend: &Backend, input: UploadPartInput) -> S3Result<S3Response<UploadPartOutput>> {
-    let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-    let expected = Expected { length: input.content_length, md5: input.content_md5.as_deref() };
-    let etag =
-        store_part(backend, &input.bucket, &input.key, &input.upload_id, input.part_number, body, expected).await?;
-    Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
+/// A part's digests (`Content-MD5`, `x-amz-checksum-*` in headers or trailers) are checked as
+/// a PUT's are, before the part counts.
+pub async fn upload_part(
+    backend: &Backend,
+    mut input: UploadPartInput,
+    trailers: Option<s3s::TrailingHeaders>,
+) -> S3Result<S3Response<UploadPartOutput>> {
+    let body = input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
+    let claimed = Claimed::of_part(&input);
+    let part =
+        PartOf { bucket: &input.bucket, key: &input.key, upload_id: &input.upload_id, number: input.part_number };
+    let (etag, computed) = store_part(backend, &part, body, input.content_length, Some((claimed, trailers))).await?;
+    Ok(S3Response::new(UploadPartOutput {
+        e_tag: Some(ETag::Strong(etag)),
+        checksum_crc32: computed.checksum_crc32,
+        checksum_crc32c: computed.checksum_crc32c,
+        checksum_sha1: computed.checksum_sha1,
+        checksum_sha256: computed.checksum_sha256,
+        checksum_crc64nvme: computed.checksum_crc64nvme,
+        ..Default::default()
+    }))
 }
 
-/// What the client said a part's body is: its length and its MD5 (`Content-MD5`, base64).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Expected<'a> {
-    pub length: Option<i64>,
-    pub md5: Option<&'a str>,
+/// Which part of which upload.
+pub struct PartOf<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub upload_id: &'a str,
+    pub number: i32,
 }
 
 /// Streams one part (an upload's body or a copied range) into the upload, refusing it as soon
-/// as it passes S3's 5 GiB, or the store's object size, and refusing a body that is not what
-/// `expected` says; returns its ETag.
+/// as it passes S3's 5 GiB, or the store's object size, and checking what it `claims`; returns
+/// its ETag and the checksums computed (those claimed).
 pub async fn store_part<S, E>(
     backend: &Backend,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-    part_number: i32,
+    part: &PartOf<'_>,
     body: S,
-    expected: Expected<'_>,
-) -> S3Result<String>
+    content_length: Option<i64>,
+    claims: Option<(Claimed, Option<s3s::TrailingHeaders>)>,
+) -> S3Result<(String, Checksum)>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let PartOf { bucket, key, upload_id, number: part_number } = *part;
     if !(1..=MAX_PARTS).contains(&part_number) {
         return Err(s3_error!(InvalidArgument, "part number must be between 1 and 10000"));
     }
     let limit = backend.max_object_size.min(MAX_PUT_SIZE as u64);
-    if expected.length.is_some_and(|len| len as u64 > limit) {
+    if content_length.is_some_and(|len| len as u64 > limit) {
         return Err(s3_error!(EntityTooLarge));
     }
-    let dir = load(backend, bucket, key, upload_id).await?;
-    let written = backend.disk.write_temp(body, limit, |_| {}).await.map_err(write_failed)?;
-    if expected.length.is_some_and(|len| len != written.size as i64) {
-        return Err(s3_error!(IncompleteBody));
+    let (dir, upload) = load(backend, bucket, key, upload_id).await?;
+    let mut hasher = claims.as_ref().map(|(claimed, _)| claimed.hasher()).unwrap_or_default();
+    // The upload's own algorithm is computed for every part (a copied one too): completion
+    // makes the object's checksum from the parts'.
+    let own = hasher_for(upload.checksum_algorithm.as_deref());
+    hasher.crc32 = hasher.crc32.or(own.crc32);
+    hasher.crc32c = hasher.crc32c.or(own.crc32c);
+    hasher.sha1 = hasher.sha1.or(own.sha1);
+    hasher.sha256 = hasher.sha256.or(own.sha256);
+    hasher.crc64nvme = hasher.crc64nvme.or(own.crc64nvme);
+    let written = backend.disk.write_temp(body, limit, |chunk| hasher.update(chunk)).await.map_err(write_failed)?;
+    let computed = hasher.finalize();
+    if let Some((claimed, trailers)) = claims {
+        claimed.check(trailers.as_ref().and_then(s3s::TrailingHeaders::take), &computed, &written.md5)?;
     }
-    if let Some(content_md5) = expected.md5 {
-        use base64::Engine as _;
-        let claimed =
-            base64::engine::general_purpose::STANDARD.decode(content_md5).map_err(|_| s3_error!(InvalidDigest))?;
-        if claimed != written.md5 {
-            return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
-        }
+    if content_length.is_some_and(|len| len != written.size as i64) {
+        return Err(s3_error!(IncompleteBody));
     }
     let etag = hex::encode(written.md5);
     let name = part_name(part_number);
-    // The ETag sidecar is written first: a part file never exists without its digest.
-    let sidecar = dir.join(format!("{name}.etag"));
-    if let Err(e) = write_private(&sidecar, etag.as_bytes()).await {
-        // A short sidecar (the disk filled up) must not pass for a part's digest.
-        let _ = tokio::fs::remove_file(&sidecar).await;
-        return Err(io_failed(e));
+    // The sidecars are written first: a part file never exists without its digests.
+    let sums = serde_json::to_vec(&checksums_to_keep(&computed)).map_err(internal)?;
+    for (sidecar, bytes) in
+        [(dir.join(format!("{name}.sums")), sums), (dir.join(format!("{name}.etag")), etag.clone().into_bytes())]
+    {
+        if let Err(e) = write_private(&sidecar, &bytes).await {
+            // A short sidecar (the disk filled up) must not pass for a part's digest.
+            let _ = tokio::fs::remove_file(&sidecar).await;
+            return Err(io_failed(e));
+        }
     }
     tokio::fs::rename(written.file.path(), dir.join(&name)).await.map_err(io_failed)?;
-    Ok(etag)
+    Ok((etag, computed))
 }
 
 /// The answer to a completion of an upload that already completed: its object, if the key
@@ -188,9 +221,11 @@ pub async fn complete(
     if let Some(done) = already_completed(backend, &input).await? {
         return Ok(done);
     }
-    let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
+    let (dir, upload) = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
+    let algorithm = upload.checksum_algorithm.as_deref().map(str::to_ascii_lowercase);
     let conditions = Conditions { if_match: input.if_match.clone(), if_none_match: input.if_none_match.clone() };
     backend.check_writable(&input.bucket, &input.key, &conditions).await?;
+    let claimed_object = complete_checksums(&input);
     let parts = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
     if parts.is_empty() {
         return Err(s3_error!(InvalidPart, "at least one part is required"));
@@ -200,6 +235,7 @@ pub async fn complete(
     }
     let mut files = Vec::with_capacity(parts.len());
     let mut sizes = Vec::with_capacity(parts.len());
+    let mut part_checksums = Vec::with_capacity(parts.len());
     let mut digest_of_digests = Md5::new();
     let mut previous = 0;
     for (index, part) in parts.iter().enumerate() {
@@ -215,6 +251,20 @@ pub async fn complete(
         let claimed = part.e_tag.as_ref().map(|e| e.value().trim_matches('"').to_owned());
         if claimed.as_deref() != Some(stored.as_str()) {
             return Err(s3_error!(InvalidPart, "ETag of part {number} does not match"));
+        }
+        if let Some(algorithm) = &algorithm {
+            // A part uploaded before its upload kept checksums has none: no composite then.
+            let sums: std::collections::BTreeMap<String, String> = tokio::fs::read(dir.join(format!("{name}.sums")))
+                .await
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+            let stored = sums.get(algorithm).cloned();
+            let claimed = checksum_named(&completed_part_checksums(part), algorithm).cloned();
+            if claimed.is_some() && claimed != stored {
+                return Err(s3_error!(InvalidPart, "the checksum of part {number} does not match"));
+            }
+            part_checksums.push(stored);
         }
         let path = dir.join(&name);
         let size = tokio::fs::metadata(&path).await.map_err(internal)?.len();
@@ -234,10 +284,28 @@ pub async fn complete(
             |path| async move { tokio::fs::File::open(path).await.map(|f| ReaderStream::with_capacity(f, READ_CHUNK)) },
         )
         .try_flatten();
-    let written =
-        backend.disk.write_temp(Box::pin(stream), backend.max_object_size, |_| {}).await.map_err(write_failed)?;
-    let upload: Upload =
-        serde_json::from_slice(&tokio::fs::read(dir.join("upload.json")).await.map_err(internal)?).map_err(internal)?;
+    let full_object = upload.checksum_type.as_deref() == Some(ChecksumType::FULL_OBJECT);
+    let mut hasher = hasher_for(upload.checksum_algorithm.as_deref().filter(|_| full_object));
+    let written = backend
+        .disk
+        .write_temp(Box::pin(stream), backend.max_object_size, |chunk| hasher.update(chunk))
+        .await
+        .map_err(write_failed)?;
+    let mut headers = upload.headers;
+    if let Some(algorithm) = &algorithm {
+        let object_checksum = if full_object {
+            checksum_named(&hasher.finalize(), algorithm).cloned()
+        } else {
+            composite_checksum(algorithm, &part_checksums)
+        };
+        let claimed = checksum_named(&claimed_object, algorithm).cloned();
+        if claimed.is_some() && object_checksum.is_some() && claimed != object_checksum {
+            return Err(s3_error!(BadDigest, "the object's {algorithm} checksum does not match"));
+        }
+        if let Some(value) = object_checksum {
+            headers.checksums.insert(algorithm.clone(), value);
+        }
+    }
     let meta = ObjectMeta {
         key: input.key.clone(),
         size: written.size,
@@ -247,7 +315,7 @@ pub async fn complete(
         last_modified: chrono::Utc::now(),
         blob: String::new(),
         sealed: false,
-        headers: upload.headers,
+        headers,
         upload_id: Some(input.upload_id.clone()),
         part_sizes: sizes,
     };
@@ -269,7 +337,7 @@ pub async fn abort(
     backend: &Backend,
     input: AbortMultipartUploadInput,
 ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-    let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
+    let (dir, _) = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
     tokio::fs::remove_dir_all(&dir).await.map_err(internal)?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
@@ -277,8 +345,8 @@ pub async fn abort(
 /// The parts of one upload, in part-number order, after `part-number-marker`.
 pub async fn list_parts(backend: &Backend, input: ListPartsInput) -> S3Result<S3Response<ListPartsOutput>> {
     backend.bucket(&input.bucket)?;
-    let dir = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
-    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let (dir, _) = load(backend, &input.bucket, &input.key, &input.upload_id).await?;
+    let max = input.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
     let marker = input.part_number_marker.unwrap_or(0);
     let mut numbers = Vec::new();
     let mut entries = tokio::fs::read_dir(&dir).await.map_err(internal)?;
@@ -328,7 +396,7 @@ pub async fn list_uploads(
     input: ListMultipartUploadsInput,
 ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
     backend.bucket(&input.bucket)?;
-    let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
     let encoder = listing::Encoder::new(input.encoding_type.as_ref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
     let key_marker = input.key_marker.clone().unwrap_or_default();
@@ -404,4 +472,26 @@ pub async fn list_uploads(
         encoding_type: input.encoding_type,
         ..Default::default()
     }))
+}
+
+fn completed_part_checksums(part: &CompletedPart) -> Checksum {
+    Checksum {
+        checksum_crc32: part.checksum_crc32.clone(),
+        checksum_crc32c: part.checksum_crc32c.clone(),
+        checksum_sha1: part.checksum_sha1.clone(),
+        checksum_sha256: part.checksum_sha256.clone(),
+        checksum_crc64nvme: part.checksum_crc64nvme.clone(),
+        checksum_type: None,
+    }
+}
+
+fn complete_checksums(input: &CompleteMultipartUploadInput) -> Checksum {
+    Checksum {
+        checksum_crc32: input.checksum_crc32.clone(),
+        checksum_crc32c: input.checksum_crc32c.clone(),
+        checksum_sha1: input.checksum_sha1.clone(),
+        checksum_sha256: input.checksum_sha256.clone(),
+        checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+        checksum_type: None,
+    }
 }

@@ -59,6 +59,7 @@ impl S3 for Backend {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        check_metadata_signed(&req)?;
         let input = &req.input;
         self.bucket(&input.bucket)?;
         check_key(&input.key)?;
@@ -76,11 +77,12 @@ impl S3 for Backend {
         let Some(body) = req.input.body.take() else {
             return Err(s3_error!(IncompleteBody));
         };
-        let mut hasher = expected_checksums(&req.input);
+        let claimed = Claimed::of_put(&req.input);
+        let mut hasher = claimed.hasher();
         let written = self.disk.write_temp(body, limit, |chunk| hasher.update(chunk)).await.map_err(write_failed)?;
         let trailers = req.trailing_headers.as_ref().and_then(s3s::TrailingHeaders::take);
         let computed = hasher.finalize();
-        check_digests(&req.input, trailers, &computed, &written.md5)?;
+        claimed.check(trailers, &computed, &written.md5)?;
         if req.input.content_length.is_some_and(|len| len != written.size as i64) {
             return Err(s3_error!(IncompleteBody));
         }
@@ -237,6 +239,7 @@ impl S3 for Backend {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        check_metadata_signed(&req)?;
         let keep_disposition = is_signed(&req, "content-disposition");
         super::copy::copy_object(self, req.input, keep_disposition).await
     }
@@ -350,12 +353,13 @@ impl S3 for Backend {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        check_metadata_signed(&req)?;
         let keep_disposition = is_signed(&req, "content-disposition");
         super::multipart::create(self, req.input, keep_disposition).await
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
-        super::multipart::upload_part(self, req.input).await
+        super::multipart::upload_part(self, req.input, req.trailing_headers).await
     }
 
     async fn upload_part_copy(

@@ -14,6 +14,7 @@ use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 crate::on_both_backends!(
     a_confirmed_object_cannot_be_replaced_but_can_be_deleted,
     an_unsigned_content_disposition_is_dropped_and_active_content_is_an_attachment,
+    unsigned_user_metadata_is_refused_as_on_s3,
     the_stores_files_are_owner_only,
 );
 // These never reach the metadata database: once is enough.
@@ -75,6 +76,23 @@ async fn a_confirmed_object_cannot_be_replaced_but_can_be_deleted(backend: Backe
     let deleted = app.delete_as("user_123", &format!("/files/{id}")).await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
     assert!(!app.object_exists(key).await);
+}
+
+/// Whoever holds a presigned URL may send the bytes it was signed for, not attach metadata of
+/// their own that the store would serve back.
+async fn unsigned_user_metadata_is_refused_as_on_s3(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mallory = [("x-amz-meta-owner", "mallory")];
+    assert_eq!(signed_put(&app, "meta.txt", b"bytes", &mallory).await, StatusCode::FORBIDDEN);
+    assert!(!app.object_exists("meta.txt").await);
+    // Signed, it is kept and served back.
+    let (bucket, creds) = app.store_bucket();
+    let mut action = bucket.put_object(Some(&creds), "meta.txt");
+    action.headers_mut().insert("x-amz-meta-owner", "alice");
+    let url = action.sign(MINUTE);
+    let put = app.http.put(url).header("x-amz-meta-owner", "alice").body("bytes").send().await.unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    assert_eq!(signed_get(&app, "meta.txt").await.headers()["x-amz-meta-owner"], "alice");
 }
 
 async fn a_create_only_put_is_refused_on_an_existing_key(backend: Backend) {
@@ -204,9 +222,10 @@ async fn the_stores_files_are_owner_only(backend: Backend) {
         let root = app.data_dir.path().join("objects");
         let mut files = 0;
         assert_owner_only(&root, &mut files);
-        // One blob and its metadata, the pending upload's description, part and ETag, the
-        // store's directory lock, and the listing index (its database, WAL and shared memory).
-        assert_eq!(files, 9);
+        // One blob and its metadata, the pending upload's description, part, ETag and
+        // checksums, the store's directory lock, and the listing index (its database, WAL and
+        // shared memory).
+        assert_eq!(files, 10);
     }
 }
 

@@ -105,3 +105,40 @@ async fn refusals_carry_the_error_codes_s3_uses() {
     assert_eq!(code(wrong.text().await.unwrap()), "BadDigest");
     assert!(!app.object_exists("digest.txt").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_whose_digest_does_not_match_is_refused_and_not_kept() {
+    use rusty_s3::S3Action;
+    use rusty_s3::actions::CreateMultipartUpload;
+    let app = spawn_app(Backend::Sqlite).await;
+    let (bucket, creds) = app.store_bucket();
+    let minute = std::time::Duration::from_secs(60);
+    let create = CreateMultipartUpload::new(&bucket, Some(&creds), "parts.bin").sign(minute);
+    let body = app.http.post(create).send().await.unwrap().text().await.unwrap();
+    let upload_id = CreateMultipartUpload::parse_response(&body).unwrap().upload_id().to_owned();
+    let part = || bucket.upload_part(Some(&creds), "parts.bin", 1, &upload_id).sign(minute);
+    for (header, value, code) in [
+        ("content-md5", "afqrYmg1ApVVDefVh7wyPQ==", "BadDigest"),
+        ("content-md5", "not base64!", "InvalidDigest"),
+        ("x-amz-checksum-crc32", "AAAAAA==", "BadDigest"),
+    ] {
+        let refused = app.http.put(part()).header(header, value).body("hello").send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{header}");
+        assert!(refused.text().await.unwrap().contains(&format!("<Code>{code}</Code>")), "{header}");
+    }
+    let parts = bucket.list_parts(Some(&creds), "parts.bin", &upload_id).sign(minute);
+    let listed = app.http.get(parts).send().await.unwrap().text().await.unwrap();
+    assert!(!listed.contains("<Part>"), "no refused part was kept: {listed}");
+    // The MD5 and CRC32 of "hello".
+    let accepted = app
+        .http
+        .put(part())
+        .header("content-md5", "XUFAKrxLKna5cZ2REBfFkg==")
+        .header("x-amz-checksum-crc32", "NhCmhg==")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::OK);
+    assert_eq!(accepted.headers()["x-amz-checksum-crc32"], "NhCmhg==");
+}

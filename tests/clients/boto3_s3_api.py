@@ -7,7 +7,9 @@ traceback naming it.
 import base64
 import datetime
 import hashlib
+import os
 import sys
+import zlib
 
 import boto3
 from botocore.config import Config
@@ -176,6 +178,9 @@ def a_multipart_upload_lists_its_parts_and_completes_twice_alike():
     assert (head["ContentLength"], head["Metadata"]) == (5 * MiB + 100, {"m": "1"}), head
     part2 = s3.get_object(Bucket=bucket, Key="mp/obj", PartNumber=2)
     assert part2["Body"].read() == parts[1] and part2["PartsCount"] == 2
+    head1 = s3.head_object(Bucket=bucket, Key="mp/obj", PartNumber=1)
+    assert (head1["ContentLength"], head1["PartsCount"]) == (5 * MiB, 2), head1
+    assert error_of(s3.head_object, Bucket=bucket, Key="mp/obj", PartNumber=3)[0] == 416
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket, Prefix="mp/")
     # Once another write replaced the object, the old upload is gone for good.
     s3.put_object(Bucket=bucket, Key="mp/obj", Body=b"new")
@@ -196,6 +201,37 @@ def stored_checksums_are_returned_when_asked():
     assert "ChecksumSHA256" not in ranged and ranged["Body"].read() == body[:4], ranged
     raw = s3.head_object(Bucket=bucket, Key="sum/a")
     assert "ChecksumSHA256" not in raw, raw
+
+
+def multipart_objects_carry_composite_or_full_object_checksums():
+    parts = [os.urandom(5 * MiB), os.urandom(1000)]
+    b64 = lambda b: base64.b64encode(b).decode()
+    # COMPOSITE (the default): the SHA-256 of the parts' SHA-256s, then -<parts>.
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="sum/mp", ChecksumAlgorithm="SHA256")["UploadId"]
+    done = []
+    for n, part in enumerate(parts, 1):
+        answer = s3.upload_part(Bucket=bucket, Key="sum/mp", UploadId=uid, PartNumber=n, Body=part,
+                                ChecksumAlgorithm="SHA256")
+        assert answer["ChecksumSHA256"] == b64(hashlib.sha256(part).digest()), answer
+        done.append({"PartNumber": n, "ETag": answer["ETag"], "ChecksumSHA256": answer["ChecksumSHA256"]})
+    s3.complete_multipart_upload(Bucket=bucket, Key="sum/mp", UploadId=uid, MultipartUpload={"Parts": done})
+    joined = b"".join(hashlib.sha256(p).digest() for p in parts)
+    head = s3.head_object(Bucket=bucket, Key="sum/mp", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == f"{b64(hashlib.sha256(joined).digest())}-2", head
+    assert head["ChecksumType"] == "COMPOSITE", head
+    # FULL_OBJECT: the CRC32 of the whole object, which botocore checks on GET.
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="sum/full", ChecksumAlgorithm="CRC32",
+                                     ChecksumType="FULL_OBJECT")["UploadId"]
+    done = []
+    for n, part in enumerate(parts, 1):
+        answer = s3.upload_part(Bucket=bucket, Key="sum/full", UploadId=uid, PartNumber=n, Body=part,
+                                ChecksumAlgorithm="CRC32")
+        done.append({"PartNumber": n, "ETag": answer["ETag"], "ChecksumCRC32": answer["ChecksumCRC32"]})
+    whole = b64(zlib.crc32(b"".join(parts)).to_bytes(4, "big"))
+    s3.complete_multipart_upload(Bucket=bucket, Key="sum/full", UploadId=uid, MultipartUpload={"Parts": done},
+                                 ChecksumCRC32=whole, ChecksumType="FULL_OBJECT")
+    got = s3.get_object(Bucket=bucket, Key="sum/full", ChecksumMode="ENABLED")
+    assert got["ChecksumCRC32"] == whole and got["Body"].read() == b"".join(parts), got
 
 
 def unsupported_operations_answer_not_implemented():
@@ -219,6 +255,7 @@ for check in (
     delete_objects_is_verbose_or_quiet,
     a_multipart_upload_lists_its_parts_and_completes_twice_alike,
     stored_checksums_are_returned_when_asked,
+    multipart_objects_carry_composite_or_full_object_checksums,
     unsupported_operations_answer_not_implemented,
 ):
     print(check.__name__, flush=True)
