@@ -72,7 +72,7 @@ fn parse_id(text: &str) -> Result<i64, ApiError> {
     text.parse::<i64>().ok().filter(|id| *id > 0).ok_or(ApiError::FileNotFound)
 }
 
-#[utoipa::path(get, path = "/files", tag = "files", params(("limit" = Option<String>, Query, description = "1 to 1000 (default 50)"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")), responses((status = 200, description = "The caller's files, newest first", body = FileList), crate::api::openapi::Errors))]
+#[utoipa::path(get, path = "/files", tag = "files", params(("limit" = Option<String>, Query, description = "1 to 1000 (default 50)"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")), responses((status = 200, description = "The caller's files, newest first", body = FileList), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn list(
     State(state): State<AppState>,
@@ -87,7 +87,7 @@ async fn list(
     Ok(Json(FileList { success: true, files, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/usage", tag = "files", responses((status = 200, description = "Usage and limits", body = UsageView), crate::api::openapi::Errors))]
+#[utoipa::path(get, path = "/usage", tag = "files", responses((status = 200, description = "Usage and limits", body = UsageView), crate::api::error_docs::Errors))]
 /// What the caller stores and holds reserved, against the limits.
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn usage(State(state): State<AppState>, caller: Caller) -> Result<Json<UsageView>, ApiError> {
@@ -102,7 +102,7 @@ async fn usage(State(state): State<AppState>, caller: Caller) -> Result<Json<Usa
     }))
 }
 
-#[utoipa::path(get, path = "/files/{id}/download", tag = "files", params(("id" = String, Path, description = "The file's id")), responses((status = 302, description = "Redirect to a short-lived signed GET (or the public URL)"), (status = 200, description = "With Accept: application/json", body = DownloadUrl), crate::api::openapi::Errors))]
+#[utoipa::path(get, path = "/files/{id}/download", tag = "files", params(("id" = String, Path, description = "The file's id")), responses((status = 302, description = "Redirect to a short-lived signed GET (or the public URL)"), (status = 200, description = "With Accept: application/json", body = DownloadUrl), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn download(
     State(state): State<AppState>,
@@ -128,7 +128,7 @@ async fn download(
         .into_response())
 }
 
-#[utoipa::path(delete, path = "/files/{id}", tag = "files", params(("id" = String, Path, description = "The file's id")), responses((status = 200, description = "Deleted", body = Done), crate::api::openapi::Errors))]
+#[utoipa::path(delete, path = "/files/{id}", tag = "files", params(("id" = String, Path, description = "The file's id")), responses((status = 200, description = "Deleted", body = Done), crate::api::error_docs::Errors))]
 /// Deletes one of the caller's files (row marked, object deleted, row deleted).
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Done>, ApiError> {

@@ -2,6 +2,7 @@
 //! handler), and answers. No upload rule lives here.
 
 mod error;
+mod error_docs;
 mod extract;
 mod files;
 mod health;

@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/multipart/parts", post(parts))
 }
 
-#[utoipa::path(post, path = "/multipart/start", tag = "multipart", request_body = crate::wire::MultipartStartRequest, responses((status = 200, description = "The key, the upload id and the part size", body = crate::wire::MultipartStarted), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/multipart/start", tag = "multipart", request_body = crate::wire::MultipartStartRequest, responses((status = 200, description = "The key, the upload id and the part size", body = crate::wire::MultipartStarted), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn start(
     State(state): State<AppState>,
@@ -53,7 +53,7 @@ async fn start(
     }))
 }
 
-#[utoipa::path(post, path = "/multipart/urls", tag = "multipart", request_body = crate::wire::PartUrlsRequest, responses((status = 200, description = "Presigned part URLs", body = crate::wire::PartUrls), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/multipart/urls", tag = "multipart", request_body = crate::wire::PartUrlsRequest, responses((status = 200, description = "Presigned part URLs", body = crate::wire::PartUrls), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn urls(
     State(state): State<AppState>,
@@ -68,7 +68,7 @@ async fn urls(
     Ok(Json(PartUrls { success: true, urls }))
 }
 
-#[utoipa::path(post, path = "/multipart/complete", tag = "multipart", request_body = crate::wire::MultipartCompleteRequest, responses((status = 200, description = "The joined object, verified and recorded", body = crate::wire::Confirmed), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/multipart/complete", tag = "multipart", request_body = crate::wire::MultipartCompleteRequest, responses((status = 200, description = "The joined object, verified and recorded", body = crate::wire::Confirmed), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn complete(
     State(state): State<AppState>,
@@ -83,7 +83,7 @@ async fn complete(
     Ok(Json(Confirmed { success: true, file: file_view(record) }))
 }
 
-#[utoipa::path(post, path = "/multipart/parts", tag = "multipart", request_body = crate::wire::MultipartPartsRequest, responses((status = 200, description = "The parts the bucket has", body = crate::wire::MultipartParts), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/multipart/parts", tag = "multipart", request_body = crate::wire::MultipartPartsRequest, responses((status = 200, description = "The parts the bucket has", body = crate::wire::MultipartParts), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn parts(
     State(state): State<AppState>,
@@ -97,7 +97,7 @@ async fn parts(
     Ok(Json(MultipartParts { success: true, parts }))
 }
 
-#[utoipa::path(post, path = "/multipart/abort", tag = "multipart", request_body = crate::wire::MultipartAbortRequest, responses((status = 200, description = "The upload and its parts are gone", body = crate::wire::Done), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/multipart/abort", tag = "multipart", request_body = crate::wire::MultipartAbortRequest, responses((status = 200, description = "The upload and its parts are gone", body = crate::wire::Done), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn abort(
     State(state): State<AppState>,

@@ -14,7 +14,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/presign-b2-upload", post(presign)).route("/save-b2-metadata", post(confirm))
 }
 
-#[utoipa::path(post, path = "/presign-b2-upload", tag = "uploads", request_body = PresignRequest, responses((status = 200, description = "A presigned PUT URL and the key Ferry issued", body = PresignResponse), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/presign-b2-upload", tag = "uploads", request_body = PresignRequest, responses((status = 200, description = "A presigned PUT URL and the key Ferry issued", body = PresignResponse), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn presign(
     State(state): State<AppState>,
@@ -38,7 +38,7 @@ async fn presign(
     }))
 }
 
-#[utoipa::path(post, path = "/save-b2-metadata", tag = "uploads", request_body = ConfirmRequest, responses((status = 200, description = "The upload, verified and recorded (repeats return the same row)", body = Confirmed), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/save-b2-metadata", tag = "uploads", request_body = ConfirmRequest, responses((status = 200, description = "The upload, verified and recorded (repeats return the same row)", body = Confirmed), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn confirm(
     State(state): State<AppState>,

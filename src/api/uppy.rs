@@ -57,7 +57,7 @@ struct ParamsQuery {
     content_type: Option<String>,
 }
 
-#[utoipa::path(get, path = "/s3/params", tag = "uppy", params(("filename" = Option<String>, Query), ("type" = Option<String>, Query)), responses((status = 200, description = "A POST form: {method, url, fields}"), crate::api::openapi::Errors))]
+#[utoipa::path(get, path = "/s3/params", tag = "uppy", params(("filename" = Option<String>, Query), ("type" = Option<String>, Query)), responses((status = 200, description = "A POST form: {method, url, fields}"), crate::api::error_docs::Errors))]
 /// Companion's single-request path (files up to 5 MiB): a presigned POST form pinning the key
 /// Ferry issues, the type and the size, where the store takes forms (the embedded store).
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -88,7 +88,7 @@ struct Created {
     upload_id: String,
 }
 
-#[utoipa::path(post, path = "/s3/multipart", tag = "uppy", request_body = CreateRequest, responses((status = 200, description = "{key, uploadId}"), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/s3/multipart", tag = "uppy", request_body = CreateRequest, responses((status = 200, description = "{key, uploadId}"), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn create(
     State(state): State<AppState>,
@@ -110,7 +110,7 @@ struct CompanionPart {
     etag: String,
 }
 
-#[utoipa::path(get, path = "/s3/multipart/{upload_id}", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "[{PartNumber, Size, ETag}]"), crate::api::openapi::Errors))]
+#[utoipa::path(get, path = "/s3/multipart/{upload_id}", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "[{PartNumber, Size, ETag}]"), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn list_parts(
     State(state): State<AppState>,
@@ -123,7 +123,7 @@ async fn list_parts(
     Ok(Json(parts.into_iter().map(|p| CompanionPart { part_number: p.number, size: p.size, etag: p.etag }).collect()))
 }
 
-#[utoipa::path(get, path = "/s3/multipart/{upload_id}/{part_number}", tag = "uppy", params(("upload_id" = String, Path), ("part_number" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "{url, expires}"), crate::api::openapi::Errors))]
+#[utoipa::path(get, path = "/s3/multipart/{upload_id}/{part_number}", tag = "uppy", params(("upload_id" = String, Path), ("part_number" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "{url, expires}"), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn sign_part(
     State(state): State<AppState>,
@@ -151,7 +151,7 @@ struct CompanionCompletedPart {
     etag: String,
 }
 
-#[utoipa::path(post, path = "/s3/multipart/{upload_id}/complete", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), request_body = CompanionComplete, responses((status = 200, description = "{location, key, file}"), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/s3/multipart/{upload_id}/complete", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), request_body = CompanionComplete, responses((status = 200, description = "{location, key, file}"), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn complete(
     State(state): State<AppState>,
@@ -168,7 +168,7 @@ async fn complete(
     Ok(Json(json!({ "location": location, "key": key, "file": file_view(record) })))
 }
 
-#[utoipa::path(delete, path = "/s3/multipart/{upload_id}", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "{}"), crate::api::openapi::Errors))]
+#[utoipa::path(delete, path = "/s3/multipart/{upload_id}", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "{}"), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn abort(
     State(state): State<AppState>,
@@ -193,7 +193,7 @@ struct SignRequest {
     part_number: Option<u16>,
 }
 
-#[utoipa::path(post, path = "/uppy/sign", tag = "uppy", request_body = SignRequest, responses((status = 200, description = "{success, url, key}"), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/uppy/sign", tag = "uppy", request_body = SignRequest, responses((status = 200, description = "{success, url, key}"), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn sign(
     State(state): State<AppState>,
@@ -238,7 +238,7 @@ struct PartXml {
     etag: String,
 }
 
-#[utoipa::path(post, path = "/uppy/complete", tag = "uppy", params(("grant" = Option<String>, Query)), request_body(content = String, content_type = "application/xml", description = "S3's CompleteMultipartUpload XML"), responses((status = 200, description = "S3's CompleteMultipartUploadResult XML", content_type = "application/xml"), crate::api::openapi::XmlErrors))]
+#[utoipa::path(post, path = "/uppy/complete", tag = "uppy", params(("grant" = Option<String>, Query)), request_body(content = String, content_type = "application/xml", description = "S3's CompleteMultipartUpload XML"), responses((status = 200, description = "S3's CompleteMultipartUploadResult XML", content_type = "application/xml"), crate::api::error_docs::XmlErrors))]
 /// The last step of a `signRequest` multipart upload: complete in the bucket, then confirm.
 async fn complete_granted(
     State(state): State<AppState>,
@@ -272,7 +272,7 @@ async fn complete_granted(
     }
 }
 
-#[utoipa::path(delete, path = "/uppy/abort", tag = "uppy", params(("grant" = Option<String>, Query)), responses((status = 204, description = "Aborted"), crate::api::openapi::XmlErrors))]
+#[utoipa::path(delete, path = "/uppy/abort", tag = "uppy", params(("grant" = Option<String>, Query)), responses((status = 204, description = "Aborted"), crate::api::error_docs::XmlErrors))]
 async fn abort_granted(
     State(state): State<AppState>,
     query: Result<Query<GrantQuery>, axum::extract::rejection::QueryRejection>,

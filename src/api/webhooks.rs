@@ -18,7 +18,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/webhooks/b2", post(b2_events).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
 }
 
-#[utoipa::path(post, path = "/webhooks/b2", tag = "webhooks", request_body(content = String, content_type = "application/json", description = "A B2 event notification batch, signed in x-bz-event-notification-signature"), responses((status = 200, description = "What happened to each event"), crate::api::openapi::Errors))]
+#[utoipa::path(post, path = "/webhooks/b2", tag = "webhooks", request_body(content = String, content_type = "application/json", description = "A B2 event notification batch, signed in x-bz-event-notification-signature"), responses((status = 200, description = "What happened to each event"), crate::api::error_docs::Errors))]
 #[tracing::instrument(skip_all)]
 async fn b2_events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
     let Some(webhook) = &state.webhook else { return Err(ApiError::RouteNotFound) };

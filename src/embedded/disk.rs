@@ -10,14 +10,12 @@
 //! never replaced again, only deleted. Commits check the seal, and any condition the client
 //! sent (`If-None-Match: *`), under the key's lock, so no HEAD-then-PUT race exists.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use s3s::crypto::{Checksum as _, Md5};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
@@ -25,55 +23,7 @@ use uuid::Uuid;
 
 use super::index::Index;
 
-/// What the store keeps about one object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ObjectMeta {
-    pub key: String,
-    pub size: u64,
-    pub etag: String,
-    pub content_type: Option<String>,
-    pub content_disposition: Option<String>,
-    pub last_modified: chrono::DateTime<chrono::Utc>,
-    /// File name of the blob beside this metadata file.
-    pub blob: String,
-    /// Set once Ferry confirmed the object: no write may replace it any more.
-    /// (Metadata written before sealing existed has no such field: not sealed.)
-    #[serde(default)]
-    pub sealed: bool,
-    /// The headers it is served with besides type and disposition (none in older files).
-    #[serde(flatten)]
-    pub headers: StoredHeaders,
-    /// The multipart upload that made it, so that a retried CompleteMultipartUpload (its
-    /// answer lost) is answered as the first one was.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload_id: Option<String>,
-    /// A multipart object's part sizes, in order (for `?partNumber=`); empty for any other.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub part_sizes: Vec<u64>,
-}
-
-/// What S3 stores with an object and serves back on GET and HEAD, besides its type and
-/// disposition: the standard headers the uploader set and its `x-amz-meta-*` pairs. Every
-/// field is optional so that metadata files written before they existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredHeaders {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_control: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_encoding: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_language: Option<String>,
-    /// `Expires`, as an RFC 3339 date.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<String>,
-    /// User metadata (`x-amz-meta-<name>: <value>`), names lower-case.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub user: BTreeMap<String, String>,
-    /// The whole object's checksums the uploader sent and the store verified, by algorithm
-    /// (`crc32`, `sha256`, ...), base64 as on the wire: served with `x-amz-checksum-mode`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub checksums: BTreeMap<String, String>,
-}
+pub use super::meta::{ObjectMeta, StoredHeaders};
 
 /// Why a commit did not happen.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ use std::path::Path;
 use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::disk::ObjectMeta;
+use super::meta::ObjectMeta;
 
 /// What a listing shows of an object.
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@ mod headers;
 mod index;
 mod listing;
 mod local;
+mod meta;
 mod multipart;
 mod quiet_log;
 mod s3_api;
