@@ -48,7 +48,14 @@ impl Uploads {
             .filter(|s| *s > 0)
             .ok_or_else(|| UploadError::InvalidMultipart("size must be the file's size in bytes, above 0".into()))?;
         let key = self.issue(who, &UploadRequest { md5: None, sha256: None, ..*req }).await?;
-        let upload_id = self.store.create_multipart(&key, req.content_type).await?;
+        let upload_id = match self.store.create_multipart(&key, req.content_type).await {
+            Ok(id) => id,
+            Err(e) => {
+                // Nothing was started: the key's reservation must not hold the quota.
+                self.files.release(who, &key).await?;
+                return Err(e.into());
+            }
+        };
         let part_size = part_size(size);
         Ok(MultipartUpload {
             public_url: self.store.public_url(&key),
@@ -133,8 +140,13 @@ impl Uploads {
     pub async fn abort_multipart(&self, who: &Caller, key: &str, upload_id: &str) -> Result<(), UploadError> {
         check_upload_id(upload_id)?;
         self.ticket(who, key)?;
+        // The reservation is released only if this upload really existed: aborting a made-up
+        // upload id must not free the quota a key still holds.
+        let existed = self.store.list_parts(key, upload_id).await?.is_some();
         self.store.abort_multipart(key, upload_id).await?;
-        self.files.release(who, key).await?;
+        if existed {
+            self.files.release(who, key).await?;
+        }
         Ok(())
     }
 }

@@ -243,8 +243,9 @@ impl Uploads {
                 tracing::warn!("a confirmed object was replaced in the bucket; leaving it and its row as they are");
                 return Err(UploadError::ObjectChanged);
             }
-            self.store.delete(key).await?;
+            // Released first: the object is refused whether or not its delete succeeds now.
             self.files.release(who, key).await?;
+            self.store.delete(key).await?;
             return Err(refusal);
         }
         let new = NewFile {
@@ -260,8 +261,11 @@ impl Uploads {
             Err(DbError::Quota(exceeded)) => {
                 // Not recorded, so not kept: the bucket holds nothing the quota does not count.
                 tracing::info!(reason = %exceeded, "uploaded object refused");
-                self.store.delete(key).await?;
                 self.files.release(who, key).await?;
+                // As for the other refusals: a row another confirm made meanwhile keeps its object.
+                if self.files.find_by_key(who, key).await?.is_none() {
+                    self.store.delete(key).await?;
+                }
                 return Err(UploadError::ObjectOverQuota(exceeded));
             }
             Err(other) => return Err(other.into()),

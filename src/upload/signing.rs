@@ -57,8 +57,13 @@ impl Uploads {
         content_type: &str,
     ) -> Result<(String, String), UploadError> {
         let key = self.issue(who, &UploadRequest::new(file_name, content_type, None)).await?;
-        let upload_id = self.store.create_multipart(&key, content_type).await?;
-        Ok((key, upload_id))
+        match self.store.create_multipart(&key, content_type).await {
+            Ok(upload_id) => Ok((key, upload_id)),
+            Err(e) => {
+                self.files.release(who, &key).await?;
+                Err(e.into())
+            }
+        }
     }
 
     /// A POST form for one small file (Companion's `/s3/params`), pinning the key Ferry issues,

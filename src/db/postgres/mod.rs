@@ -323,14 +323,14 @@ impl PostgresMetadata {
             let (setup, statement) = (prepared.0?, prepared.1?);
             let (setup_values, statement_values) = (values(setup_params), values(params));
             tokio::join!(
-                client.batch_execute("BEGIN"),
+                client.batch_execute(BEGIN),
                 client.query(&setup, &setup_values),
                 client.query(&statement, &statement_values),
                 client.batch_execute("COMMIT"),
             )
         } else {
             tokio::join!(
-                client.batch_execute("BEGIN"),
+                client.batch_execute(BEGIN),
                 client.query_typed(setup_sql, setup_params),
                 client.query_typed(sql, params),
                 client.batch_execute("COMMIT"),
@@ -375,6 +375,9 @@ impl PostgresMetadata {
     }
 }
 
+/// Read committed whatever the server's default: each statement's snapshot is taken when it
+/// starts, so a statement after the quota lock sees every write of the lock's previous holder.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 /// Publishes the caller for row-level security, for this transaction only.
 const SET_CALLER: &str = "SELECT set_config('request.jwt.claims', $1, true), set_config('statement_timeout', $2, true)";
 /// [`SET_CALLER`], then waits for the caller's quota lock (released at commit or rollback).
