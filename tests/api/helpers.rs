@@ -277,6 +277,16 @@ impl TestApp {
     }
 
     /// Counts rows of `b2_files` for any user.
+    /// The embedded store's successful answers to UploadPart so far, from `/metrics`.
+    pub async fn parts_stored(&self) -> u64 {
+        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("ferry_store_requests_total{") && l.contains("operation=\"UploadPart\""))
+            .filter(|l| l.contains("status=\"200\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    }
+
     pub async fn row_count(&self) -> i64 {
         let sql = "SELECT COUNT(*) FROM b2_files";
         match self.backend {

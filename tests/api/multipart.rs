@@ -162,16 +162,6 @@ async fn ferry_upload_sends_small_files_whole_and_large_ones_in_parts(backend: B
     assert_eq!(files.body["files"][0]["md5"], serde_json::Value::Null);
 }
 
-/// The successful answers of the embedded store to UploadPart so far, from `/metrics`.
-async fn parts_stored(app: &crate::helpers::TestApp) -> u64 {
-    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("ferry_store_requests_total{") && l.contains("operation=\"UploadPart\""))
-        .filter(|l| l.contains("status=\"200\""))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
-}
-
 /// `ferry upload` remembers an unfinished multipart upload: killed with SIGKILL after its first
 /// part, a rerun of the same command sends only the parts the bucket does not have (counted at
 /// the store), and the file arrives whole. `--no-resume` starts over.
@@ -214,7 +204,7 @@ async fn a_killed_ferry_upload_resumes_without_resending_the_parts_that_arrived(
     let ids = json!({ "objectKey": remembered["object_key"], "uploadId": remembered["upload_id"] });
     let arrived = app.post_json_as("erin", "/multipart/parts", &ids).await.body["parts"].as_array().unwrap().len();
     assert!((1..5).contains(&arrived), "the kill left {arrived} of 5 parts");
-    assert_eq!(parts_stored(&app).await, arrived as u64);
+    assert_eq!(app.parts_stored().await, arrived as u64);
 
     // The rerun sends only the rest.
     let rerun = upload(&[]).output().await.unwrap();
@@ -222,7 +212,7 @@ async fn a_killed_ferry_upload_resumes_without_resending_the_parts_that_arrived(
     assert!(rerun.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("resuming: {arrived} of 5 parts are already in the bucket")), "{stderr}");
     assert_eq!(stderr.matches("big.bin: part ").count(), 5 - arrived, "{stderr}");
-    assert_eq!(parts_stored(&app).await, 5, "each part reached the store once");
+    assert_eq!(app.parts_stored().await, 5, "each part reached the store once");
     let files = reply(app.get_as("erin", "/files").await).await;
     assert_eq!(files.body["files"].as_array().unwrap().len(), 1);
     assert_eq!(app.download_as("erin", files.body["files"][0]["id"].as_i64().unwrap()).await, bytes);
@@ -231,7 +221,7 @@ async fn a_killed_ferry_upload_resumes_without_resending_the_parts_that_arrived(
     // --no-resume sends everything again (a new upload of the same file).
     let again = upload(&["--no-resume"]).output().await.unwrap();
     assert!(again.status.success());
-    assert_eq!(parts_stored(&app).await, 10);
+    assert_eq!(app.parts_stored().await, 10);
 }
 
 async fn an_aborted_multipart_upload_is_gone_and_frees_its_reservation(backend: Backend) {

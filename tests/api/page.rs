@@ -44,14 +44,7 @@ async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
     // Each part reached the store once: four of the 48 MiB video (its dropped attempt never
     // reached it), three of the resumed 48 MiB file (without resuming, the reload would have
     // cost at least one more); the doomed and cancelled parts never reached it.
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let parts_stored: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("ferry_store_requests_total{") && l.contains("operation=\"UploadPart\""))
-        .filter(|l| l.contains("status=\"200\""))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum();
-    assert_eq!(parts_stored, 7);
+    assert_eq!(app.parts_stored().await, 7);
     // The small file went in one PUT with the MD5 the page computed (in a worker), which the
     // store checked and Ferry recorded; the large one went in parts, without a whole-file digest.
     let listed = crate::helpers::reply(app.get_as("page-user", "/files").await).await;
