@@ -202,7 +202,7 @@ impl Backend {
     /// Refuses early a write that could not commit (the key is sealed, or the conditions fail
     /// on what it holds now), before its body is read. The commit checks again under the lock.
     pub(super) async fn check_writable(&self, bucket: &str, key: &str, conditions: &Conditions) -> S3Result<()> {
-        let current = self.disk.meta(bucket, key).await.map_err(internal)?;
+        let current = self.disk.current(bucket, key).await.map_err(internal)?;
         if current.as_ref().is_some_and(|m| m.sealed) {
             return Err(sealed());
         }

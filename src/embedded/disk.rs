@@ -8,7 +8,13 @@
 //!
 //! An object may be *sealed* (Ferry seals it when an upload is confirmed): a sealed key is
 //! never replaced again, only deleted. Commits check the seal, and any condition the client
-//! sent (`If-None-Match: *`), under the key's lock, so no HEAD-then-PUT race exists.
+//! sent (`If-None-Match: *`), under the key's lock, so no HEAD-then-PUT race exists. The seal
+//! is a symbolic link `<h>.sealed` whose target is the sealed blob's version (the `<uuid>` of
+//! `<h>.<uuid>`: short enough for the file system to keep in the inode): made in one system
+//! call (a confirm seals every upload, and rewriting the metadata file instead cost a file, a
+//! write and a rename that ext4 flushes to disk), and it names one version of the object, so a
+//! link left behind by a deleted object means nothing for the next one. (Metadata written by versions
+//! that sealed in the metadata file, `"sealed": true`, still counts.)
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -208,7 +214,7 @@ impl Disk {
         let (meta_path, hash) = self.meta_path(bucket, &meta.key);
         let dir = self.object_dir(bucket, &hash);
         let _guard = self.lock_for(&hash).lock().await;
-        let previous = self.read_meta_at(&meta_path).await?;
+        let previous = read_current(meta_path.clone()).await?;
         if previous.as_ref().is_some_and(|p| p.sealed) {
             return Err(CommitError::Sealed);
         }
@@ -237,14 +243,31 @@ impl Disk {
     pub async fn seal(&self, bucket: &str, key: &str) -> io::Result<Option<ObjectMeta>> {
         let (meta_path, hash) = self.meta_path(bucket, key);
         let _guard = self.lock_for(&hash).lock().await;
-        let Some(mut meta) = self.read_meta_at(&meta_path).await? else {
-            return Ok(None);
-        };
-        if !meta.sealed {
-            meta.sealed = true;
-            self.write_meta(&meta_path, &meta).await?;
-        }
-        Ok(Some(meta))
+        // One trip to the blocking pool for the read and the link.
+        blocking(move || {
+            let Some(mut meta) = read_current_blocking(&meta_path)? else {
+                return Ok(None);
+            };
+            if !meta.sealed {
+                let link = seal_path(&meta_path);
+                match make_seal(&link, version(&meta.blob)) {
+                    // A link a deleted object left behind: replaced.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        std::fs::remove_file(&link)?;
+                        make_seal(&link, version(&meta.blob))?;
+                    }
+                    other => other?,
+                }
+                meta.sealed = true;
+            }
+            Ok(Some(meta))
+        })
+        .await
+    }
+
+    /// The object's metadata with its seal, for a writer deciding whether it may replace it.
+    pub async fn current(&self, bucket: &str, key: &str) -> io::Result<Option<ObjectMeta>> {
+        read_current(self.meta_path(bucket, key).0).await
     }
 
     /// Replaces a metadata file atomically: written in `.tmp`, then renamed over it.
@@ -306,6 +329,7 @@ impl Disk {
         }
         settle(index, bucket, key, None).await;
         let _ = tokio::fs::remove_file(self.object_dir(bucket, &hash).join(meta.blob)).await;
+        let _ = tokio::fs::remove_file(seal_path(&meta_path)).await;
         Ok(true)
     }
 
@@ -408,6 +432,60 @@ async fn create_private_file(path: &Path) -> io::Result<tokio::fs::File> {
 }
 
 /// Writes `bytes` to `path`, creating it owner-only (0600) or truncating it.
+/// The suffix of seal links (blobs are `<h>.<32 hex digits>`, so never this).
+const SEAL_SUFFIX: &str = "sealed";
+
+/// `<h>.sealed` beside `<h>.json`.
+fn seal_path(meta_path: &Path) -> PathBuf {
+    meta_path.with_extension(SEAL_SUFFIX)
+}
+
+#[cfg(unix)]
+fn make_seal(link: &Path, blob: &str) -> io::Result<()> {
+    std::os::unix::fs::symlink(blob, link)
+}
+
+#[cfg(not(unix))]
+fn make_seal(link: &Path, blob: &str) -> io::Result<()> {
+    std::fs::OpenOptions::new().write(true).create_new(true).open(link)?.write_all(blob.as_bytes())
+}
+
+/// A blob's version: the `<uuid>` of `<h>.<uuid>`.
+fn version(blob: &str) -> &str {
+    blob.rsplit_once('.').map_or(blob, |(_, version)| version)
+}
+
+/// The blob version a seal names, if there is a seal.
+fn read_seal(link: &Path) -> Option<String> {
+    #[cfg(unix)]
+    let named = std::fs::read_link(link).ok()?.into_os_string().into_string().ok();
+    #[cfg(not(unix))]
+    let named = std::fs::read_to_string(link).ok();
+    named
+}
+
+/// An object's metadata, `sealed` if a seal names its blob.
+fn read_current_blocking(meta_path: &Path) -> io::Result<Option<ObjectMeta>> {
+    let mut meta: ObjectMeta = match std::fs::read(meta_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(io::Error::other)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !meta.sealed {
+        meta.sealed = read_seal(&seal_path(meta_path)).is_some_and(|sealed| sealed == version(&meta.blob));
+    }
+    Ok(Some(meta))
+}
+
+async fn read_current(meta_path: PathBuf) -> io::Result<Option<ObjectMeta>> {
+    blocking(move || read_current_blocking(&meta_path)).await
+}
+
+/// Runs file-system work on the blocking pool, in one trip.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(io::Error::other)?
+}
+
 pub async fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = private_options().create(true).truncate(true).open(path).await?;
     file.write_all(bytes).await?;
@@ -470,7 +548,13 @@ fn remove_unnamed_blobs(bucket_dir: &Path) {
             let named = std::fs::read(shard.path().join(format!("{hash}.json")))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<ObjectMeta>(&bytes).ok())
-                .is_some_and(|meta| meta.blob == name);
+                .is_some_and(|meta| {
+                    if suffix == SEAL_SUFFIX {
+                        read_seal(&file.path()).as_deref() == Some(version(&meta.blob))
+                    } else {
+                        meta.blob == name
+                    }
+                });
             if !named {
                 tracing::info!(blob = %name, "removing a blob no object names (left by a crash)");
                 let _ = std::fs::remove_file(file.path());
@@ -618,10 +702,11 @@ pub(super) mod tests {
         assert_eq!(read(&disk, "k").await, b"first");
         assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0, "the refused body is gone");
         let shard = disk.blob_path("b", &sealed).parent().unwrap().to_owned();
-        assert_eq!(std::fs::read_dir(&shard).unwrap().count(), 2, "one blob and one metadata file");
+        assert_eq!(std::fs::read_dir(&shard).unwrap().count(), 3, "one blob, one metadata file, one seal");
         assert!(disk.delete("b", "k").await.unwrap());
         put(&disk, "k", b"again").await.unwrap();
-        assert!(!disk.meta("b", "k").await.unwrap().unwrap().sealed, "a new object starts unsealed");
+        assert!(!disk.current("b", "k").await.unwrap().unwrap().sealed, "a new object starts unsealed");
+        assert!(disk.seal("b", "k").await.unwrap().unwrap().sealed, "a link the deleted object left is replaced");
     }
 
     #[tokio::test]
