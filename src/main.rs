@@ -2,8 +2,24 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// Threads for blocking file-system work (the embedded store, the CLI's reads). Tokio's default
+/// (512) let a burst of small PUTs grow the pool to hundreds of threads, each with its own stack
+/// and allocator state, without making the disk any faster.
+const BLOCKING_THREADS: usize = 64;
+
+fn main() -> std::process::ExitCode {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(BLOCKING_THREADS).build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("ferry: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> std::process::ExitCode {
     ferry::cli::init_tracing();
     let cli = ferry::cli::Cli::parse();
     match ferry::cli::run(cli).await {

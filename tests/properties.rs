@@ -164,7 +164,7 @@ proptest! {
         expires_at in any::<u32>(),
     ) {
         let key = signer().issue(&user, &name, expires_at);
-        let expected = Ticket { expires_at, file_name: name.clone() };
+        let expected = Ticket { expires_at, file_name: name.clone(), reserved: false };
         prop_assert_eq!(signer().verify(&user, &key), Ok(expected.clone()));
         // The key is `<uuid>-<name>`, and parsing it (cleanup's way, without a user) agrees.
         prop_assert_eq!(key.len(), 37 + name.len());

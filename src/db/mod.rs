@@ -56,6 +56,9 @@ pub struct NewFile {
     pub content_type: Option<String>,
     pub size: u64,
     pub etag: Option<String>,
+    /// Whether the key may hold a reservation (its ticket says so): if not, and no quota is
+    /// set, recording it need not look at the reservations.
+    pub reserved: bool,
 }
 
 /// An upload URL that was handed out: whose it is and until when (Unix seconds).

@@ -245,16 +245,18 @@ impl Disk {
         let _guard = self.lock_for(&hash).lock().await;
         // One trip to the blocking pool for the read and the link.
         blocking(move || {
-            let Some(mut meta) = read_current_blocking(&meta_path)? else {
+            let Some(mut meta) = read_meta_blocking(&meta_path)? else {
                 return Ok(None);
             };
             if !meta.sealed {
-                let link = seal_path(&meta_path);
-                match make_seal(&link, version(&meta.blob)) {
-                    // A link a deleted object left behind: replaced.
+                let (link, version) = (seal_path(&meta_path), version(&meta.blob));
+                match make_seal(&link, version) {
+                    // Sealed already, or a link a deleted object left behind (replaced).
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        std::fs::remove_file(&link)?;
-                        make_seal(&link, version(&meta.blob))?;
+                        if read_seal(&link).as_deref() != Some(version) {
+                            std::fs::remove_file(&link)?;
+                            make_seal(&link, version)?;
+                        }
                     }
                     other => other?,
                 }
@@ -464,12 +466,18 @@ fn read_seal(link: &Path) -> Option<String> {
     named
 }
 
+fn read_meta_blocking(meta_path: &Path) -> io::Result<Option<ObjectMeta>> {
+    match std::fs::read(meta_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io::Error::other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// An object's metadata, `sealed` if a seal names its blob.
 fn read_current_blocking(meta_path: &Path) -> io::Result<Option<ObjectMeta>> {
-    let mut meta: ObjectMeta = match std::fs::read(meta_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(io::Error::other)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(mut meta) = read_meta_blocking(meta_path)? else {
+        return Ok(None);
     };
     if !meta.sealed {
         meta.sealed = read_seal(&seal_path(meta_path)).is_some_and(|sealed| sealed == version(&meta.blob));

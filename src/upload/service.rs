@@ -157,8 +157,9 @@ impl Uploads {
         }
         let now = now_unix();
         let expires_at = u32::try_from(now + self.timings.url_ttl.as_secs()).unwrap_or(u32::MAX);
-        let key = self.tickets.issue(&who.user_id, &name, expires_at);
-        if !self.quota.is_unlimited() || req.md5.is_some() || req.sha256.is_some() {
+        let reserved = !self.quota.is_unlimited() || req.md5.is_some() || req.sha256.is_some();
+        let key = self.tickets.issue_for(&who.user_id, &name, expires_at, reserved);
+        if reserved {
             let reservation = Reservation {
                 object_key: key.clone(),
                 bytes: req.size.unwrap_or(0),
@@ -255,6 +256,7 @@ impl Uploads {
             size: object.size,
             etag: object.etag,
             object_key: key.to_owned(),
+            reserved: ticket.reserved,
         };
         let (record, recorded) = match self.files.record(who, &new, &self.quota, now_i64()).await {
             Ok(recorded) => recorded,

@@ -1,8 +1,12 @@
 //! Upload tickets: the object key itself proves who it was issued to and until when.
 //!
 //! A key is `<uuid>-<cleaned name>`. The UUID (version 8, "custom") carries the ticket:
-//! a 32-bit expiry (Unix seconds), a 34-bit random nonce and a 56-bit HMAC-SHA256 tag over
-//! the user, the expiry, the nonce and the name. Presigning therefore writes nothing, and a
+//! a 32-bit expiry (Unix seconds), a 33-bit random nonce, one bit saying whether the key holds
+//! a reservation (a quota share or declared digests, see [`crate::upload::Uploads`]), and a
+//! 56-bit HMAC-SHA256 tag over the user, the expiry, the nonce, the bit and the name. The bit
+//! lets a confirm skip the reservation's table when there is none: the common confirm is then
+//! one insert. (Keys issued before the bit existed carry a random bit there: during an upgrade,
+//! an upload with declared digests and no quota may be recorded without its digests.) Presigning therefore writes nothing, and a
 //! confirm checks ownership and expiry without a database round trip. Cleanup finds orphans by
 //! listing the bucket: every Ferry key says when it stops being confirmable.
 //!
@@ -24,6 +28,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 const UUID_TEXT_LEN: usize = 36;
 const TAG_BYTES: usize = 7;
+/// Where the reservation bit is: the lowest bit of the nonce's first byte (byte 4, which the
+/// UUID's version and variant bits do not touch).
+const RESERVED_BYTE: usize = 4;
+const RESERVED_BIT: u8 = 0x01;
 
 /// Now, in the Unix seconds tickets are written in.
 pub fn now_unix() -> u64 {
@@ -43,6 +51,8 @@ pub struct Ticket {
     pub expires_at: u32,
     /// The cleaned file name part of the key.
     pub file_name: String,
+    /// Whether the key was issued with a reservation (which its confirm must release).
+    pub reserved: bool,
 }
 
 /// What a [`Grant`] allows.
@@ -88,11 +98,18 @@ impl TicketSigner {
         Self { mac: mac_outer }
     }
 
-    /// Issues a key for `user`, valid until `expires_at` (Unix seconds).
+    /// Issues a key for `user`, valid until `expires_at` (Unix seconds), without a reservation.
     pub fn issue(&self, user: &str, file_name: &str, expires_at: u32) -> String {
+        self.issue_for(user, file_name, expires_at, false)
+    }
+
+    /// Issues a key for `user`, valid until `expires_at` (Unix seconds), saying whether it holds
+    /// a reservation.
+    pub fn issue_for(&self, user: &str, file_name: &str, expires_at: u32, reserved: bool) -> String {
         let mut bytes = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut bytes[4..9]);
         bytes[..4].copy_from_slice(&expires_at.to_be_bytes());
+        bytes[RESERVED_BYTE] = (bytes[RESERVED_BYTE] & !RESERVED_BIT) | if reserved { RESERVED_BIT } else { 0 };
         // Fix the version and variant bits before signing, so the tag covers what is sent.
         let mut bytes = *uuid::Builder::from_custom_bytes(bytes).as_uuid().as_bytes();
         let tag = self.tag(user, &bytes[..9], file_name);
@@ -112,7 +129,8 @@ impl TicketSigner {
         }
         let b = uuid.as_bytes();
         let expires_at = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        Ok((uuid, Ticket { expires_at, file_name: name.to_owned() }))
+        let reserved = b[RESERVED_BYTE] & RESERVED_BIT != 0;
+        Ok((uuid, Ticket { expires_at, file_name: name.to_owned(), reserved }))
     }
 
     /// Checks that `key` was issued to `user` by this signer.
@@ -234,6 +252,20 @@ mod tests {
         let other = TicketSigner::new(&Secret::new("other secret"));
         assert_eq!(other.verify_grant(&token), Err(TicketError::NotIssued));
         assert_eq!(signer().verify_grant("no-dot"), Err(TicketError::Malformed));
+    }
+
+    #[test]
+    fn a_key_says_whether_it_holds_a_reservation_and_the_tag_covers_it() {
+        for reserved in [false, true] {
+            let key = signer().issue_for("alice", "cat.png", 1_900_000_000, reserved);
+            assert_eq!(signer().verify("alice", &key).unwrap().reserved, reserved);
+        }
+        let key = signer().issue_for("alice", "cat.png", 1_900_000_000, true);
+        let (head, name) = key.split_at(UUID_TEXT_LEN);
+        let mut bytes = *Uuid::try_parse(head).unwrap().as_bytes();
+        bytes[RESERVED_BYTE] ^= RESERVED_BIT;
+        let flipped = format!("{}{name}", Uuid::from_bytes(bytes).hyphenated());
+        assert_eq!(signer().verify("alice", &flipped), Err(TicketError::NotIssued));
     }
 
     #[test]

@@ -169,6 +169,7 @@ async fn cleanup_removes_unconfirmed_uploads_and_keeps_the_rest(backend: Backend
         content_type: Some("text/plain".into()),
         size: 4,
         etag: None,
+        reserved: false,
     };
     let caller = ferry::identity::Caller::from_user_id("user_123");
     app.core.db.record(&caller, &new, &ferry::db::Quota::default(), 0).await.unwrap();
@@ -207,6 +208,7 @@ async fn a_key_recorded_for_another_user_is_key_taken(backend: Backend) {
         content_type: Some("text/plain".into()),
         size: 5,
         etag: None,
+        reserved: false,
     };
     let alice = ferry::identity::Caller::from_user_id("alice");
     app.core.db.record(&alice, &new, &ferry::db::Quota::default(), 0).await.unwrap();

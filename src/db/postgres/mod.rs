@@ -407,7 +407,9 @@ impl FileRepo for PostgresMetadata {
     ) -> Result<(FileRecord, Recorded), DbError> {
         // The common case in one statement: insert (with the digests of the key's reservation,
         // which it releases), or find the row a repeated confirm made. With a quota, the insert
-        // happens only if it fits, under the caller's lock.
+        // happens only if it fits, under the caller's lock. A key without a reservation and no
+        // quota: only the insert (a repeated confirm finds its row below).
+        let lean = quota.is_unlimited() && !file.reserved;
         let (used, within_quota) = if quota.is_unlimited() {
             (String::new(), "")
         } else {
@@ -416,8 +418,16 @@ impl FileRepo for PostgresMetadata {
                 "AND (SELECT files FROM used) + 1 <= $10 AND (SELECT bytes FROM used) + $6 <= $9",
             )
         };
-        let sql = format!(
-            "WITH {used}inserted AS ( \
+        let sql = if lean {
+            format!(
+                "INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
+                 SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::int8, $7::text \
+                 WHERE NOT EXISTS (SELECT 1 FROM b2_deleted_keys WHERE object_key = $1) \
+                 ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}, true AS created"
+            )
+        } else {
+            format!(
+                "WITH {used}inserted AS ( \
                  INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag, \
                      content_md5, checksum_sha256) \
                  SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::int8, $7::text, \
@@ -429,7 +439,8 @@ impl FileRepo for PostgresMetadata {
              SELECT *, true AS created FROM inserted \
              UNION ALL \
              SELECT {COLUMNS}, false FROM b2_files WHERE object_key = $1 AND NOT EXISTS (SELECT 1 FROM inserted)"
-        );
+            )
+        };
         let size = i64::try_from(file.size)
             .map_err(|_| DbError::Config(format!("a size of {} bytes does not fit the size column", file.size)))?;
         let (max_bytes, max_files) = quota.as_columns();
@@ -451,7 +462,8 @@ impl FileRepo for PostgresMetadata {
             self.as_user_serialized(who, &sql, &params).await?
         };
         if rows.is_empty() {
-            // A concurrent confirm committed the row after this statement's snapshot was taken:
+            // A repeated confirm (the lean insert does not read the existing row), or a
+            // concurrent confirm committed the row after this statement's snapshot was taken:
             // look again with a fresh one.
             rows = self
                 .as_user(
