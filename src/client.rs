@@ -447,46 +447,61 @@ impl Client {
         let missing: Vec<u16> = (1..=count).filter(|n| !done.contains(n)).collect();
         progress.started(missing.iter().map(|&n| range(n).1).sum());
         let mut parts = arrived;
-        // With checksums, each group's parts are hashed first and their URLs signed with their
-        // digests; without, URLs come eight groups at a time.
-        let batch = if self.checksums { self.concurrency.max(1) } else { self.concurrency.max(1) * 8 };
-        for chunk in missing.chunks(batch) {
-            let md5s = if self.checksums {
-                let hashes = chunk.iter().map(|&n| {
-                    let (offset, len) = range(n);
-                    self.md5(path, offset, len)
-                });
-                let hashes = futures::future::try_join_all(hashes).await?;
-                Some(hashes.into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>())
-            } else {
-                None
-            };
-            let request = PartUrlsRequest {
-                object_key: Some(upload.object_key.clone()),
-                upload_id: Some(upload.upload_id.clone()),
-                part_numbers: Some(chunk.to_vec()),
-                md5s: md5s.clone(),
-            };
-            let urls: PartUrls = self.call("/multipart/urls", &request).await?;
-            let digest = |n: u16| {
-                let i = chunk.iter().position(|&c| c == n)?;
-                md5s.as_ref().map(|m| m[i].clone())
-            };
-            let puts = urls.urls.iter().map(|part| {
-                let (offset, len) = range(part.part_number);
-                let md5 = digest(part.part_number);
-                async move {
-                    let target = Target { url: &part.url, content_type: None, md5: md5.as_deref() };
-                    let etag = self.put_range(&target, path, offset, len, part.part_number, progress).await?;
-                    Ok::<_, ClientError>(CompletedPart { part_number: part.part_number, etag })
-                }
+        if self.checksums {
+            // Each part is hashed, signed with its digest and sent on its own, `concurrency` at a
+            // time: one part's hashing overlaps the others' sending (hashing a group first and
+            // then sending it left the network idle while the disk and CPU worked, and the
+            // other way round).
+            let sends = missing.iter().map(|&n| async move {
+                let (offset, len) = range(n);
+                let md5 = self.md5(path, offset, len).await?;
+                let request = PartUrlsRequest {
+                    object_key: Some(upload.object_key.clone()),
+                    upload_id: Some(upload.upload_id.clone()),
+                    part_numbers: Some(vec![n]),
+                    md5s: md5.clone().map(|m| vec![m]),
+                };
+                let urls: PartUrls = self.call("/multipart/urls", &request).await?;
+                let url = urls
+                    .urls
+                    .into_iter()
+                    .find(|u| u.part_number == n)
+                    .ok_or_else(|| ClientError::Unexpected(self.api.clone()))?;
+                let target = Target { url: &url.url, content_type: None, md5: md5.as_deref() };
+                let etag = self.put_range(&target, path, offset, len, n, progress).await?;
+                Ok::<_, ClientError>(CompletedPart { part_number: n, etag })
             });
-            // Each part is reported as it lands.
-            let mut sent = futures::stream::iter(puts).buffer_unordered(self.concurrency.max(1));
+            let mut sent = futures::stream::iter(sends).buffer_unordered(self.concurrency.max(1));
             while let Some(done) = sent.next().await {
                 let part = done?;
                 progress.note(&format!("{name}: part {}/{count}", part.part_number));
                 parts.push(part);
+            }
+        } else {
+            // Without digests, URLs come eight groups at a time.
+            for chunk in missing.chunks(self.concurrency.max(1) * 8) {
+                let request = PartUrlsRequest {
+                    object_key: Some(upload.object_key.clone()),
+                    upload_id: Some(upload.upload_id.clone()),
+                    part_numbers: Some(chunk.to_vec()),
+                    md5s: None,
+                };
+                let urls: PartUrls = self.call("/multipart/urls", &request).await?;
+                let puts = urls.urls.iter().map(|part| {
+                    let (offset, len) = range(part.part_number);
+                    async move {
+                        let target = Target { url: &part.url, content_type: None, md5: None };
+                        let etag = self.put_range(&target, path, offset, len, part.part_number, progress).await?;
+                        Ok::<_, ClientError>(CompletedPart { part_number: part.part_number, etag })
+                    }
+                });
+                // Each part is reported as it lands.
+                let mut sent = futures::stream::iter(puts).buffer_unordered(self.concurrency.max(1));
+                while let Some(done) = sent.next().await {
+                    let part = done?;
+                    progress.note(&format!("{name}: part {}/{count}", part.part_number));
+                    parts.push(part);
+                }
             }
         }
         parts.sort_by_key(|p| p.part_number);

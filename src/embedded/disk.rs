@@ -201,6 +201,29 @@ impl Disk {
         Ok(Written { file, size, md5: md5.finalize() })
     }
 
+    /// Joins `parts` into a new temporary file, in the kernel where the file system can
+    /// (`std::io::copy` between files uses `copy_file_range` on Linux): no byte passes through
+    /// Ferry's memory, and one trip to the blocking pool instead of one per 64 KiB.
+    pub async fn concat_temp(&self, parts: Vec<PathBuf>) -> io::Result<(TempFile, u64)> {
+        let file = TempFile { path: self.root.join(".tmp").join(Uuid::new_v4().to_string()), committed: false };
+        let path = file.path.clone();
+        let size = blocking(move || {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut out = options.open(&path)?;
+            let mut size = 0;
+            for part in &parts {
+                size += io::copy(&mut std::fs::File::open(part)?, &mut out)?;
+            }
+            out.sync_data()?;
+            Ok(size)
+        })
+        .await?;
+        Ok((file, size))
+    }
+
     /// Makes a checked temporary file the object `key`, replacing any previous version unless
     /// that one is sealed or `check` refuses it. Both checks happen under the key's lock, with
     /// the rename: nothing can slip in between them.
@@ -433,7 +456,6 @@ async fn create_private_file(path: &Path) -> io::Result<tokio::fs::File> {
     private_options().create_new(true).open(path).await
 }
 
-/// Writes `bytes` to `path`, creating it owner-only (0600) or truncating it.
 /// The suffix of seal links (blobs are `<h>.<32 hex digits>`, so never this).
 const SEAL_SUFFIX: &str = "sealed";
 
@@ -494,6 +516,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send
     tokio::task::spawn_blocking(work).await.map_err(io::Error::other)?
 }
 
+/// Writes `bytes` to `path`, creating it owner-only (0600) or truncating it.
 pub async fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = private_options().create(true).truncate(true).open(path).await?;
     file.write_all(bytes).await?;

@@ -279,18 +279,29 @@ pub async fn complete(
     if total > backend.max_object_size {
         return Err(s3_error!(EntityTooLarge, "the parts add up to more than this store accepts"));
     }
-    let stream = futures::stream::iter(files)
-        .then(
-            |path| async move { tokio::fs::File::open(path).await.map(|f| ReaderStream::with_capacity(f, READ_CHUNK)) },
-        )
-        .try_flatten();
     let full_object = upload.checksum_type.as_deref() == Some(ChecksumType::FULL_OBJECT);
     let mut hasher = hasher_for(upload.checksum_algorithm.as_deref().filter(|_| full_object));
-    let written = backend
-        .disk
-        .write_temp(Box::pin(stream), backend.max_object_size, |chunk| hasher.update(chunk))
-        .await
-        .map_err(write_failed)?;
+    let (file, size) = if full_object && upload.checksum_algorithm.is_some() {
+        // A checksum of the whole object: every byte passes through the hasher.
+        let stream = futures::stream::iter(files)
+            .then(|path| async move {
+                tokio::fs::File::open(path).await.map(|f| ReaderStream::with_capacity(f, READ_CHUNK))
+            })
+            .try_flatten();
+        let written = backend
+            .disk
+            .write_temp(Box::pin(stream), backend.max_object_size, |chunk| hasher.update(chunk))
+            .await
+            .map_err(write_failed)?;
+        (written.file, written.size)
+    } else {
+        let (file, size) = backend.disk.concat_temp(files).await.map_err(internal)?;
+        // A part replaced while this completion ran may have grown the object past the limit.
+        if size > backend.max_object_size {
+            return Err(s3_error!(EntityTooLarge, "the parts add up to more than this store accepts"));
+        }
+        (file, size)
+    };
     let mut headers = upload.headers;
     if let Some(algorithm) = &algorithm {
         let object_checksum = if full_object {
@@ -308,7 +319,7 @@ pub async fn complete(
     }
     let meta = ObjectMeta {
         key: input.key.clone(),
-        size: written.size,
+        size,
         etag: format!("{}-{}", hex::encode(digest_of_digests.finalize()), parts.len()),
         content_type: upload.content_type,
         content_disposition: upload.content_disposition,
@@ -321,7 +332,7 @@ pub async fn complete(
     };
     let meta = backend
         .disk
-        .commit(&input.bucket, meta, written.file, |current| conditions.check(current))
+        .commit(&input.bucket, meta, file, |current| conditions.check(current))
         .await
         .map_err(commit_failed)?;
     let _ = tokio::fs::remove_dir_all(&dir).await;
