@@ -9,12 +9,12 @@
 //! An object may be *sealed* (Ferry seals it when an upload is confirmed): a sealed key is
 //! never replaced again, only deleted. Commits check the seal, and any condition the client
 //! sent (`If-None-Match: *`), under the key's lock, so no HEAD-then-PUT race exists. The seal
-//! is a symbolic link `<h>.sealed` whose target is the sealed blob's version (the `<uuid>` of
-//! `<h>.<uuid>`: short enough for the file system to keep in the inode): made in one system
-//! call (a confirm seals every upload, and rewriting the metadata file instead cost a file, a
-//! write and a rename that ext4 flushes to disk), and it names one version of the object, so a
-//! link left behind by a deleted object means nothing for the next one. (Metadata written by versions
-//! that sealed in the metadata file, `"sealed": true`, still counts.)
+//! is an extended attribute (`user.ferry.sealed`) on the object's blob: one system call (a
+//! confirm seals every upload; rewriting the metadata file cost a new file, a write and a rename
+//! that ext4 flushes to disk, a symbolic link five times the attribute's cost), and it belongs to
+//! that version of the object: a new blob starts unsealed. On a file system without user
+//! extended attributes the seal is written into the metadata file instead (`"sealed": true`, as
+//! versions before the attribute did, which still counts).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -237,7 +237,7 @@ impl Disk {
         let (meta_path, hash) = self.meta_path(bucket, &meta.key);
         let dir = self.object_dir(bucket, &hash);
         let _guard = self.lock_for(&hash).lock().await;
-        let previous = read_current(meta_path.clone()).await?;
+        let previous = read_current(meta_path.clone(), dir.clone()).await?;
         if previous.as_ref().is_some_and(|p| p.sealed) {
             return Err(CommitError::Sealed);
         }
@@ -266,33 +266,43 @@ impl Disk {
     pub async fn seal(&self, bucket: &str, key: &str) -> io::Result<Option<ObjectMeta>> {
         let (meta_path, hash) = self.meta_path(bucket, key);
         let _guard = self.lock_for(&hash).lock().await;
-        // One trip to the blocking pool for the read and the link.
-        blocking(move || {
+        let dir = self.object_dir(bucket, &hash);
+        // One trip to the blocking pool for the read and the seal.
+        let meta = blocking(move || {
             let Some(mut meta) = read_meta_blocking(&meta_path)? else {
                 return Ok(None);
             };
-            if !meta.sealed {
-                let (link, version) = (seal_path(&meta_path), version(&meta.blob));
-                match make_seal(&link, version) {
-                    // Sealed already, or a link a deleted object left behind (replaced).
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        if read_seal(&link).as_deref() != Some(version) {
-                            std::fs::remove_file(&link)?;
-                            make_seal(&link, version)?;
-                        }
-                    }
-                    other => other?,
-                }
-                meta.sealed = true;
+            if meta.sealed {
+                return Ok(Some((meta, false)));
             }
-            Ok(Some(meta))
+            match xattr::set(dir.join(&meta.blob), SEAL_ATTRIBUTE, b"1") {
+                Ok(()) => {
+                    meta.sealed = true;
+                    Ok(Some((meta, false)))
+                }
+                // No user extended attributes here (or no room for one): the metadata file
+                // says it instead.
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot seal with an extended attribute; sealing in the metadata file");
+                    Ok(Some((meta, true)))
+                }
+            }
         })
-        .await
+        .await?;
+        let Some((mut meta, in_metadata)) = meta else {
+            return Ok(None);
+        };
+        if in_metadata {
+            meta.sealed = true;
+            self.write_meta(&self.meta_path(bucket, key).0, &meta).await?;
+        }
+        Ok(Some(meta))
     }
 
     /// The object's metadata with its seal, for a writer deciding whether it may replace it.
     pub async fn current(&self, bucket: &str, key: &str) -> io::Result<Option<ObjectMeta>> {
-        read_current(self.meta_path(bucket, key).0).await
+        let (meta_path, hash) = self.meta_path(bucket, key);
+        read_current(meta_path, self.object_dir(bucket, &hash)).await
     }
 
     /// Replaces a metadata file atomically: written in `.tmp`, then renamed over it.
@@ -354,7 +364,6 @@ impl Disk {
         }
         settle(index, bucket, key, None).await;
         let _ = tokio::fs::remove_file(self.object_dir(bucket, &hash).join(meta.blob)).await;
-        let _ = tokio::fs::remove_file(seal_path(&meta_path)).await;
         Ok(true)
     }
 
@@ -456,37 +465,8 @@ async fn create_private_file(path: &Path) -> io::Result<tokio::fs::File> {
     private_options().create_new(true).open(path).await
 }
 
-/// The suffix of seal links (blobs are `<h>.<32 hex digits>`, so never this).
-const SEAL_SUFFIX: &str = "sealed";
-
-/// `<h>.sealed` beside `<h>.json`.
-fn seal_path(meta_path: &Path) -> PathBuf {
-    meta_path.with_extension(SEAL_SUFFIX)
-}
-
-#[cfg(unix)]
-fn make_seal(link: &Path, blob: &str) -> io::Result<()> {
-    std::os::unix::fs::symlink(blob, link)
-}
-
-#[cfg(not(unix))]
-fn make_seal(link: &Path, blob: &str) -> io::Result<()> {
-    std::fs::OpenOptions::new().write(true).create_new(true).open(link)?.write_all(blob.as_bytes())
-}
-
-/// A blob's version: the `<uuid>` of `<h>.<uuid>`.
-fn version(blob: &str) -> &str {
-    blob.rsplit_once('.').map_or(blob, |(_, version)| version)
-}
-
-/// The blob version a seal names, if there is a seal.
-fn read_seal(link: &Path) -> Option<String> {
-    #[cfg(unix)]
-    let named = std::fs::read_link(link).ok()?.into_os_string().into_string().ok();
-    #[cfg(not(unix))]
-    let named = std::fs::read_to_string(link).ok();
-    named
-}
+/// The extended attribute that seals a blob.
+const SEAL_ATTRIBUTE: &str = "user.ferry.sealed";
 
 fn read_meta_blocking(meta_path: &Path) -> io::Result<Option<ObjectMeta>> {
     match std::fs::read(meta_path) {
@@ -496,19 +476,19 @@ fn read_meta_blocking(meta_path: &Path) -> io::Result<Option<ObjectMeta>> {
     }
 }
 
-/// An object's metadata, `sealed` if a seal names its blob.
-fn read_current_blocking(meta_path: &Path) -> io::Result<Option<ObjectMeta>> {
+/// An object's metadata, `sealed` if its blob carries the seal.
+fn read_current_blocking(meta_path: &Path, dir: &Path) -> io::Result<Option<ObjectMeta>> {
     let Some(mut meta) = read_meta_blocking(meta_path)? else {
         return Ok(None);
     };
     if !meta.sealed {
-        meta.sealed = read_seal(&seal_path(meta_path)).is_some_and(|sealed| sealed == version(&meta.blob));
+        meta.sealed = xattr::get(dir.join(&meta.blob), SEAL_ATTRIBUTE).ok().flatten().is_some();
     }
     Ok(Some(meta))
 }
 
-async fn read_current(meta_path: PathBuf) -> io::Result<Option<ObjectMeta>> {
-    blocking(move || read_current_blocking(&meta_path)).await
+async fn read_current(meta_path: PathBuf, dir: PathBuf) -> io::Result<Option<ObjectMeta>> {
+    blocking(move || read_current_blocking(&meta_path, &dir)).await
 }
 
 /// Runs file-system work on the blocking pool, in one trip.
@@ -579,13 +559,7 @@ fn remove_unnamed_blobs(bucket_dir: &Path) {
             let named = std::fs::read(shard.path().join(format!("{hash}.json")))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<ObjectMeta>(&bytes).ok())
-                .is_some_and(|meta| {
-                    if suffix == SEAL_SUFFIX {
-                        read_seal(&file.path()).as_deref() == Some(version(&meta.blob))
-                    } else {
-                        meta.blob == name
-                    }
-                });
+                .is_some_and(|meta| meta.blob == name);
             if !named {
                 tracing::info!(blob = %name, "removing a blob no object names (left by a crash)");
                 let _ = std::fs::remove_file(file.path());
@@ -733,11 +707,10 @@ pub(super) mod tests {
         assert_eq!(read(&disk, "k").await, b"first");
         assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0, "the refused body is gone");
         let shard = disk.blob_path("b", &sealed).parent().unwrap().to_owned();
-        assert_eq!(std::fs::read_dir(&shard).unwrap().count(), 3, "one blob, one metadata file, one seal");
+        assert_eq!(std::fs::read_dir(&shard).unwrap().count(), 2, "one blob and one metadata file");
         assert!(disk.delete("b", "k").await.unwrap());
         put(&disk, "k", b"again").await.unwrap();
         assert!(!disk.current("b", "k").await.unwrap().unwrap().sealed, "a new object starts unsealed");
-        assert!(disk.seal("b", "k").await.unwrap().unwrap().sealed, "a link the deleted object left is replaced");
     }
 
     #[tokio::test]

@@ -213,6 +213,71 @@ async fn several_instances_starting_together_on_a_fresh_database_migrate_once() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_statement_confirms_and_lists_see_only_the_claims_they_carry_and_leave_nothing_behind() {
+    // Migration 0008's functions publish the claims inside the statement: prove that they keep
+    // row-level security fail-closed for an ordinary role.
+    let probe = spawn_app_with(Backend::Postgres, &[]).await;
+    let owner_url = probe.database_url.clone();
+    let admin = pg_client(&owner_url).await;
+    let role = format!("ferry_app_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'app';
+             GRANT SELECT, INSERT, UPDATE, DELETE ON b2_files TO {role};
+             GRANT USAGE ON SEQUENCE b2_files_id_seq TO {role};
+             GRANT USAGE ON SCHEMA auth TO {role};
+             GRANT SELECT, INSERT ON b2_deleted_keys TO {role};
+             GRANT SELECT, INSERT, DELETE ON ferry_reservations TO {role};"
+        ))
+        .await
+        .unwrap();
+    let (base, db) = owner_url.rsplit_once('/').unwrap();
+    let host = base.rsplit_once('@').unwrap().1;
+    let runtime_url = format!("postgres://{role}:app@{host}/{db}");
+    // No quota and no digests: confirms take the one-statement path.
+    let app = spawn_app_with(
+        Backend::Postgres,
+        &[("DATABASE_URL", runtime_url.as_str()), ("DATABASE_MIGRATION_URL", owner_url.as_str())],
+    )
+    .await;
+    let alice = app.upload_as("alice", "alice.txt", "text/plain", b"a".to_vec()).await;
+    app.upload_as("bob", "bob.txt", "text/plain", b"b".to_vec()).await;
+    let again = app.confirm_as("alice", alice["objectKey"].as_str().unwrap()).await;
+    assert_eq!(again.body["file"]["id"], alice["id"], "a repeated confirm answers with the same row");
+    let listed = reply(app.get_as("bob", "/files").await).await;
+    let names: Vec<&str> =
+        listed.body["files"].as_array().unwrap().iter().map(|f| f["fileName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bob.txt"]);
+
+    let runtime = pg_client(&runtime_url).await;
+    let bob = "{\"sub\": \"bob\"}";
+    // Bob's claims cannot write a row for alice, nor read hers by asking for them.
+    let forged = runtime
+        .query("SELECT * FROM ferry_record_file($1, 'forged-key', 'x', 'alice', 'f', 'text/plain', 1, NULL)", &[&bob])
+        .await;
+    let err = forged.expect_err("a row for another user is refused");
+    let message = err.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert!(message.contains("row-level security"), "{message}");
+    let max = i64::MAX;
+    let theirs = runtime.query("SELECT * FROM ferry_list_files($1, 'alice', $2, 50)", &[&bob, &max]).await.unwrap();
+    assert!(theirs.is_empty(), "bob's claims see none of alice's rows");
+    let own = runtime.query("SELECT * FROM ferry_list_files($1, 'bob', $2, 50)", &[&bob, &max]).await.unwrap();
+    assert_eq!(own.len(), 1);
+    // No claims, no rows.
+    for none in ["", "{}"] {
+        let rows = runtime.query("SELECT * FROM ferry_list_files($1, 'bob', $2, 50)", &[&none, &max]).await.unwrap();
+        assert!(rows.is_empty(), "claims {none:?} see nothing");
+    }
+    // The claims ended with each statement: the next statement on the same connection sees nothing.
+    runtime.query("SELECT * FROM ferry_list_files($1, 'bob', $2, 50)", &[&bob, &max]).await.unwrap();
+    assert!(runtime.query("SELECT 1 FROM b2_files", &[]).await.unwrap().is_empty());
+    let setting: Option<String> =
+        runtime.query_one("SELECT current_setting('request.jwt.claims', true)", &[]).await.unwrap().get(0);
+    assert!(setting.unwrap_or_default().is_empty(), "no claims outlive their statement");
+    assert!(admin.query("SELECT 1 FROM b2_files WHERE object_key = 'forged-key'", &[]).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_past_ferry_db_statement_timeout_answers_503_and_a_longer_limit_waits() {
     let quick = spawn_app_with(Backend::Postgres, &[("FERRY_DB_STATEMENT_TIMEOUT", "1")]).await;
     let url = quick.database_url.clone();

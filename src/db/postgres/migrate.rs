@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "deleted_keys", include_str!("../../../migrations/postgres/0005_deleted_keys.sql")),
     (6, "leases", include_str!("../../../migrations/postgres/0006_leases.sql")),
     (7, "quotas_and_checksums", include_str!("../../../migrations/postgres/0007_quotas_and_checksums.sql")),
+    (8, "one_statement", include_str!("../../../migrations/postgres/0008_one_statement.sql")),
 ];
 
 /// How many migrations this build knows.

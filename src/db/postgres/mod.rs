@@ -3,6 +3,10 @@
 //! Every per-user statement runs in a transaction that first publishes the caller with
 //! `set_config('request.jwt.claims', ..., true)`: transaction-local, so it works behind Neon's
 //! `-pooler` (PgBouncer in transaction mode) and never leaks to the next user of a connection.
+//! The two statements every upload makes (the common confirm and a list page) are instead one
+//! statement each, a function of migration 0008 that takes the claims as an argument and
+//! publishes them itself before its query runs: the same guarantee in one statement, without the
+//! `BEGIN`/`set_config`/`COMMIT` around it ([`PostgresMetadata::as_user_in_one`]).
 //! Cleanup, which must see every row, runs as the owning role with `ferry.maintenance` set.
 
 pub(super) mod migrate;
@@ -267,6 +271,42 @@ impl PostgresMetadata {
         self.pipelined(&client, &self.tls, SET_CALLER, &setup, sql, params).await
     }
 
+    /// Runs one of migration 0008's functions as `who`: the caller's claims travel as its first
+    /// argument (`$1`) and are published inside the statement, before its query runs, so no
+    /// `BEGIN`, `set_config` or `COMMIT` is needed. With no transaction-local
+    /// `statement_timeout` before it, the statement is bounded from here: past
+    /// `FERRY_DB_STATEMENT_TIMEOUT` it is cancelled on the server.
+    async fn as_user_in_one(&self, who: &Caller, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
+        let claims = serde_json::Value::Object(who.claims.clone()).to_string();
+        let mut all: Vec<Param<'_>> = Vec::with_capacity(params.len() + 1);
+        all.push((&claims, Type::TEXT));
+        all.extend(params.iter().cloned());
+        let client = self.pool.get().await?;
+        self.bounded(&client, &self.tls, self.run(&client, sql, &all)).await
+    }
+
+    /// `work` on `client`, cancelled on the server if it runs past `FERRY_DB_STATEMENT_TIMEOUT`.
+    async fn bounded<T>(
+        &self,
+        client: &deadpool_postgres::Object,
+        tls: &MakeRustlsConnect,
+        work: impl std::future::Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        if self.statement_timeout.is_zero() {
+            return work.await;
+        }
+        match tokio::time::timeout(self.statement_timeout, work).await {
+            Ok(done) => done,
+            Err(_) => {
+                let _ = client.cancel_token().cancel_query(tls.clone()).await;
+                Err(DbError::unavailable(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "a statement took longer than FERRY_DB_STATEMENT_TIMEOUT",
+                )))
+            }
+        }
+    }
+
     /// [`Self::as_user`], holding the caller's quota lock for the transaction: statements that
     /// check the caller's usage and then write run one at a time for each user. The statement
     /// starts after the lock is granted, so (read committed) it sees every write of the holder
@@ -419,12 +459,8 @@ impl FileRepo for PostgresMetadata {
             )
         };
         let sql = if lean {
-            format!(
-                "INSERT INTO b2_files (object_key, file_url, user_id, file_name, content_type, size, etag) \
-                 SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::int8, $7::text \
-                 WHERE NOT EXISTS (SELECT 1 FROM b2_deleted_keys WHERE object_key = $1) \
-                 ON CONFLICT (object_key) DO NOTHING RETURNING {COLUMNS}, true AS created"
-            )
+            // Migration 0008: the insert alone, in one statement carrying the claims.
+            "SELECT * FROM ferry_record_file($1, $2, $3, $4, $5, $6, $7, $8)".to_owned()
         } else {
             format!(
                 "WITH {used}inserted AS ( \
@@ -456,7 +492,9 @@ impl FileRepo for PostgresMetadata {
             (&max_bytes, Type::INT8),
             (&max_files, Type::INT8),
         ];
-        let mut rows = if quota.is_unlimited() {
+        let mut rows = if lean {
+            self.as_user_in_one(who, &sql, &params[..7]).await?
+        } else if quota.is_unlimited() {
             self.as_user(who, &sql, &params[..7]).await?
         } else {
             self.as_user_serialized(who, &sql, &params).await?
@@ -551,14 +589,13 @@ impl FileRepo for PostgresMetadata {
     }
 
     async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError> {
-        // Ordered by the column itself (not the widened alias) so the (user_id, id) index serves it.
-        let sql = format!(
-            "SELECT {COLUMNS} FROM b2_files WHERE user_id = $1 AND deleting_at IS NULL AND b2_files.id < $2::int8 \
-             ORDER BY b2_files.id DESC LIMIT $3"
-        );
+        // Migration 0008: newest first through the (user_id, id) index, in one statement
+        // carrying the claims.
+        let sql = "SELECT * FROM ferry_list_files($1, $2, $3, $4)";
         let (before, limit) = (before.unwrap_or(i64::MAX), i64::from(limit));
-        let rows =
-            self.as_user(who, &sql, &[(&who.user_id, Type::TEXT), (&before, Type::INT8), (&limit, Type::INT8)]).await?;
+        let rows = self
+            .as_user_in_one(who, sql, &[(&who.user_id, Type::TEXT), (&before, Type::INT8), (&limit, Type::INT8)])
+            .await?;
         Ok(rows.iter().map(from_row).collect())
     }
 
