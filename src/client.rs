@@ -554,22 +554,35 @@ mod resume {
             .map_or(0, |d| d.as_nanos())
     }
 
+    /// The state in `file`, if it is one this version could have written (a part size of zero,
+    /// say from a damaged file, is no state: the upload starts over).
     pub fn load(file: &Path) -> Option<Upload> {
-        serde_json::from_slice(&std::fs::read(file).ok()?).ok()
+        let upload: Upload = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+        (upload.part_size > 0).then_some(upload)
     }
 
     /// Written owner-only (the upload id lets its holder, with the user's credentials, finish
-    /// the upload) and atomically (a kill mid-write leaves the old state or none).
+    /// the upload) and atomically (a kill or a crash mid-write leaves the old state or none):
+    /// into a fresh temporary file of this process's own, synced, then renamed over.
     pub fn save(file: &Path, upload: &Upload) -> std::io::Result<()> {
         let dir = file.parent().expect("state files live in a directory");
         std::fs::create_dir_all(dir)?;
-        let temp = file.with_extension("tmp");
+        let temp = file.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        std::io::Write::write_all(&mut options.open(&temp)?, &serde_json::to_vec(upload).expect("serializes"))?;
-        std::fs::rename(temp, file)
+        let written = options.open(&temp).and_then(|mut out| {
+            std::io::Write::write_all(&mut out, &serde_json::to_vec(upload).expect("serializes"))?;
+            out.sync_all()
+        });
+        match written.and_then(|()| std::fs::rename(&temp, file)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                Err(e)
+            }
+        }
     }
 
     pub fn forget(file: &Path) {

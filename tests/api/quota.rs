@@ -169,3 +169,27 @@ crate::on_both_backends!(
     concurrent_uploads_of_one_user_never_pass_the_limit,
     a_multipart_start_reserves_the_files_size_and_an_abort_releases_it,
 );
+
+/// The per-user quota lock is waited for in the statement that sets `statement_timeout`, so the
+/// server's timeout does not bound that wait: Ferry does, and cancels it on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_the_quota_lock_is_bounded_by_the_statement_timeout() {
+    let app =
+        spawn_app_with(Backend::Postgres, &[("FERRY_QUOTA_FILES", "5"), ("FERRY_DB_STATEMENT_TIMEOUT", "1")]).await;
+    // Another session holds user_123's quota lock (as a stuck transaction of another instance would).
+    let holder = crate::helpers::pg_client(&app.database_url).await;
+    holder.execute("SELECT pg_advisory_lock(hashtextextended('ferry.quota/' || 'user_123', 0))", &[]).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(60), app.presign_as("user_123", "a.txt", "text/plain"))
+        .await
+        .expect("the presign answers instead of waiting for the lock");
+    assert_eq!(
+        (waited.status, waited.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable"),
+        "{}",
+        waited.body
+    );
+    // Another user is not held up, and once the lock is gone the user is served again.
+    assert_eq!(app.presign_as("someone-else", "b.txt", "text/plain").await.status, StatusCode::OK);
+    holder.execute("SELECT pg_advisory_unlock_all()", &[]).await.unwrap();
+    assert_eq!(app.presign_as("user_123", "c.txt", "text/plain").await.status, StatusCode::OK);
+}

@@ -316,7 +316,10 @@ impl PostgresMetadata {
         let client = self.pool.get().await?;
         let setup: [Param<'_>; 3] =
             [(&claims, Type::TEXT), (&self.statement_timeout_ms, Type::TEXT), (&who.user_id, Type::TEXT)];
-        self.pipelined(&client, &self.tls, SET_CALLER_LOCKED, &setup, sql, params).await
+        // The wait for the lock happens in the statement that sets `statement_timeout`, which
+        // therefore does not bound it: bounded (and cancelled on the server) from here.
+        self.bounded(&client, &self.tls, self.pipelined(&client, &self.tls, SET_CALLER_LOCKED, &setup, sql, params))
+            .await
     }
 
     /// Runs one statement as the owning role, able to see every row (cleanup only).
