@@ -213,8 +213,8 @@ async fn several_instances_starting_together_on_a_fresh_database_migrate_once() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_statement_confirms_and_lists_see_only_the_claims_they_carry_and_leave_nothing_behind() {
-    // Migration 0008's functions publish the claims inside the statement: prove that they keep
+async fn one_statement_confirms_see_only_the_claims_they_carry_and_leave_nothing_behind() {
+    // Migration 0008's function publishes the claims inside the statement: prove that it keeps
     // row-level security fail-closed for an ordinary role.
     let probe = spawn_app_with(Backend::Postgres, &[]).await;
     let owner_url = probe.database_url.clone();
@@ -258,23 +258,30 @@ async fn one_statement_confirms_and_lists_see_only_the_claims_they_carry_and_lea
     let err = forged.expect_err("a row for another user is refused");
     let message = err.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
     assert!(message.contains("row-level security"), "{message}");
-    let max = i64::MAX;
-    let theirs = runtime.query("SELECT * FROM ferry_list_files($1, 'alice', $2, 50)", &[&bob, &max]).await.unwrap();
-    assert!(theirs.is_empty(), "bob's claims see none of alice's rows");
-    let own = runtime.query("SELECT * FROM ferry_list_files($1, 'bob', $2, 50)", &[&bob, &max]).await.unwrap();
-    assert_eq!(own.len(), 1);
-    // No claims, no rows.
+    // Bob's own claims record his own row, visible to him alone.
+    let own = runtime
+        .query("SELECT * FROM ferry_record_file($1, 'bobs-key', 'x', 'bob', 'f', 'text/plain', 1, NULL)", &[&bob])
+        .await
+        .unwrap();
+    assert_eq!((own.len(), own[0].get::<_, String>("user_id")), (1, "bob".to_owned()));
+    // No claims, no row.
     for none in ["", "{}"] {
-        let rows = runtime.query("SELECT * FROM ferry_list_files($1, 'bob', $2, 50)", &[&none, &max]).await.unwrap();
-        assert!(rows.is_empty(), "claims {none:?} see nothing");
+        let refused = runtime
+            .query(
+                "SELECT * FROM ferry_record_file($1, 'nobodys-key', 'x', 'bob', 'f', 'text/plain', 1, NULL)",
+                &[&none],
+            )
+            .await;
+        assert!(refused.is_err(), "claims {none:?} write nothing");
     }
     // The claims ended with each statement: the next statement on the same connection sees nothing.
-    runtime.query("SELECT * FROM ferry_list_files($1, 'bob', $2, 50)", &[&bob, &max]).await.unwrap();
     assert!(runtime.query("SELECT 1 FROM b2_files", &[]).await.unwrap().is_empty());
     let setting: Option<String> =
         runtime.query_one("SELECT current_setting('request.jwt.claims', true)", &[]).await.unwrap().get(0);
     assert!(setting.unwrap_or_default().is_empty(), "no claims outlive their statement");
-    assert!(admin.query("SELECT 1 FROM b2_files WHERE object_key = 'forged-key'", &[]).await.unwrap().is_empty());
+    for key in ["forged-key", "nobodys-key"] {
+        assert!(admin.query("SELECT 1 FROM b2_files WHERE object_key = $1", &[&key]).await.unwrap().is_empty());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
