@@ -267,9 +267,10 @@ impl Disk {
         let (meta_path, hash) = self.meta_path(bucket, key);
         let _guard = self.lock_for(&hash).lock().await;
         let dir = self.object_dir(bucket, &hash);
+        let path = meta_path.clone();
         // One trip to the blocking pool for the read and the seal.
         let meta = blocking(move || {
-            let Some(mut meta) = read_meta_blocking(&meta_path)? else {
+            let Some(mut meta) = read_meta_blocking(&path)? else {
                 return Ok(None);
             };
             if meta.sealed {
@@ -294,7 +295,7 @@ impl Disk {
         };
         if in_metadata {
             meta.sealed = true;
-            self.write_meta(&self.meta_path(bucket, key).0, &meta).await?;
+            self.write_meta(&meta_path, &meta).await?;
         }
         Ok(Some(meta))
     }
@@ -321,11 +322,8 @@ impl Disk {
     }
 
     async fn read_meta_at(&self, path: &Path) -> io::Result<Option<ObjectMeta>> {
-        match tokio::fs::read(path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io::Error::other),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let path = path.to_owned();
+        blocking(move || read_meta_blocking(&path)).await
     }
 
     pub async fn meta(&self, bucket: &str, key: &str) -> io::Result<Option<ObjectMeta>> {

@@ -6,8 +6,9 @@
 //! 56-bit HMAC-SHA256 tag over the user, the expiry, the nonce, the bit and the name. The bit
 //! lets a confirm skip the reservation's table when there is none: the common confirm is then
 //! one insert. (Keys issued before the bit existed carry a random bit there: during an upgrade,
-//! an upload with declared digests and no quota may be recorded without its digests.) Presigning therefore writes nothing, and a
-//! confirm checks ownership and expiry without a database round trip. Cleanup finds orphans by
+//! an upload with declared digests and no quota may be recorded without its digests.)
+//! Presigning therefore writes nothing, and a confirm checks ownership and expiry without a
+//! database round trip. Cleanup finds orphans by
 //! listing the bucket: every Ferry key says when it stops being confirmable.
 //!
 //! The same key also signs [`Grant`]s: capabilities to complete or abort one multipart upload,

@@ -11,14 +11,15 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the README's test command"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn row_level_security_hides_other_users_rows_from_the_runtime_role() {
+/// A migrated database and an ordinary role with the README's two-role grants on it:
+/// (the owner's URL, the runtime role's URL).
+async fn runtime_role() -> (String, String) {
     // The owner (the cluster's superuser) migrates; Ferry serves as an ordinary role.
     let probe = spawn_app_with(Backend::Postgres, &[]).await;
     let owner_url = probe.database_url.clone();
-    let admin = pg_client(&owner_url).await;
     let role = format!("ferry_app_{}", uuid::Uuid::new_v4().simple());
-    admin
+    pg_client(&owner_url)
+        .await
         .batch_execute(&format!(
             "CREATE ROLE {role} LOGIN PASSWORD 'app';
              GRANT SELECT, INSERT, UPDATE, DELETE ON b2_files TO {role};
@@ -31,7 +32,12 @@ async fn row_level_security_hides_other_users_rows_from_the_runtime_role() {
         .unwrap();
     let (base, db) = owner_url.rsplit_once('/').unwrap();
     let host = base.rsplit_once('@').unwrap().1;
-    let runtime_url = format!("postgres://{role}:app@{host}/{db}");
+    (owner_url.clone(), format!("postgres://{role}:app@{host}/{db}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_level_security_hides_other_users_rows_from_the_runtime_role() {
+    let (owner_url, runtime_url) = runtime_role().await;
     let app = spawn_app_with(
         Backend::Postgres,
         &[
@@ -216,24 +222,8 @@ async fn several_instances_starting_together_on_a_fresh_database_migrate_once() 
 async fn one_statement_confirms_see_only_the_claims_they_carry_and_leave_nothing_behind() {
     // Migration 0008's function publishes the claims inside the statement: prove that it keeps
     // row-level security fail-closed for an ordinary role.
-    let probe = spawn_app_with(Backend::Postgres, &[]).await;
-    let owner_url = probe.database_url.clone();
+    let (owner_url, runtime_url) = runtime_role().await;
     let admin = pg_client(&owner_url).await;
-    let role = format!("ferry_app_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN PASSWORD 'app';
-             GRANT SELECT, INSERT, UPDATE, DELETE ON b2_files TO {role};
-             GRANT USAGE ON SEQUENCE b2_files_id_seq TO {role};
-             GRANT USAGE ON SCHEMA auth TO {role};
-             GRANT SELECT, INSERT ON b2_deleted_keys TO {role};
-             GRANT SELECT, INSERT, DELETE ON ferry_reservations TO {role};"
-        ))
-        .await
-        .unwrap();
-    let (base, db) = owner_url.rsplit_once('/').unwrap();
-    let host = base.rsplit_once('@').unwrap().1;
-    let runtime_url = format!("postgres://{role}:app@{host}/{db}");
     // No quota and no digests: confirms take the one-statement path.
     let app = spawn_app_with(
         Backend::Postgres,

@@ -343,27 +343,17 @@ impl PostgresMetadata {
         // before the transaction starts (prepared first), or the statements would run outside it,
         // without the claims (row-level security would then refuse them: fail closed).
         let (begin, set, rows, commit) = if self.prepared_statements {
-            let both = async {
-                tokio::join!(self.prepare(client, setup_sql, setup_params), self.prepare(client, sql, params))
-            };
             // Preparing (the first time on a connection) runs before the transaction whose
             // `statement_timeout` bounds the statement, and parsing waits on the same table
             // locks: bound it here too, and cancel the wait on the server so the connection is
             // usable again.
-            let prepared = match self.statement_timeout {
-                limit if limit.is_zero() => both.await,
-                limit => match tokio::time::timeout(limit, both).await {
-                    Ok(prepared) => prepared,
-                    Err(_) => {
-                        let _ = client.cancel_token().cancel_query(tls.clone()).await;
-                        return Err(DbError::unavailable(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "preparing a statement took longer than FERRY_DB_STATEMENT_TIMEOUT",
-                        )));
-                    }
-                },
-            };
-            let (setup, statement) = (prepared.0?, prepared.1?);
+            let (setup, statement) = self
+                .bounded(client, tls, async {
+                    let (setup, statement) =
+                        tokio::join!(self.prepare(client, setup_sql, setup_params), self.prepare(client, sql, params));
+                    Ok((setup?, statement?))
+                })
+                .await?;
             let (setup_values, statement_values) = (values(setup_params), values(params));
             tokio::join!(
                 client.batch_execute(BEGIN),
