@@ -15,6 +15,7 @@ mod conditions;
 mod copy;
 mod disk;
 mod edge;
+mod form_head;
 mod headers;
 mod index;
 mod listing;
@@ -190,7 +191,11 @@ impl EmbeddedStore {
             let service = service.clone();
             let logs = logs.clone();
             let metrics = metrics.clone();
-            let req = req.map(|body| Body::new(crate::idle_body::IdleBody::new(body, idle)));
+            let form = is_post_form(&req);
+            let req = req.map(|body| {
+                let body = crate::idle_body::IdleBody::new(body, idle);
+                if form { Body::new(form_head::FormHead::new(body)) } else { Body::new(body) }
+            });
             async move {
                 let operation = operation_of(&req);
                 let response = call(&service, &logs, req).await;
@@ -202,6 +207,17 @@ impl EmbeddedStore {
         });
         Router::new().fallback_service(handler).layer(cors(cors_origins))
     }
+}
+
+/// A POST form upload (`PostObject`), whose body `s3s` needs to see start whole
+/// (see [`form_head`]).
+fn is_post_form(req: &axum::extract::Request) -> bool {
+    req.method() == Method::POST
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
 }
 
 /// The S3 operation a request asks for, from its method, path and query (enough to count it:

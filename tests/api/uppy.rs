@@ -262,6 +262,55 @@ async fn resuming_against_moto(backend: Backend) {
     parts_that_arrived_are_listed_for_resuming(&spawn_against_moto(backend, &[]).await).await;
 }
 
+/// A browser may send a form in as many writes as it likes: a first write that ends inside the
+/// form's opening boundary line is still one good upload (s3s alone refused it as malformed,
+/// which Uppy reported as a network error now and then).
+async fn a_form_whose_first_bytes_arrive_alone_is_stored(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app(backend).await;
+    let params = get_as(&app, "alice", "/s3/params?filename=note.txt&type=text/plain").await;
+    assert_eq!(params.status, StatusCode::OK, "{}", params.body);
+    let boundary = "----WebKitFormBoundaryFerryTest0001";
+    let mut body = Vec::new();
+    for (name, value) in params.body["fields"].as_object().unwrap() {
+        let value = value.as_str().unwrap();
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes(),
+        );
+    }
+    body.extend(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"note.txt\"\r\n\r\n").bytes(),
+    );
+    body.extend(b"a note sent in pieces");
+    body.extend(format!("\r\n--{boundary}--\r\n").bytes());
+    let url = reqwest::Url::parse(params.body["url"].as_str().unwrap()).unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        url.path(),
+        app.store_addr.unwrap(),
+        body.len()
+    );
+
+    let mut stream = tokio::net::TcpStream::connect(app.store_addr.unwrap()).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stream.write_all(&body[10..]).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+
+    let key = params.body["fields"]["key"].as_str().unwrap();
+    let confirmed = app.confirm_as("alice", key).await;
+    assert_eq!((confirmed.status, confirmed.body["file"]["size"].as_u64()), (StatusCode::OK, Some(21)));
+}
+
+crate::on_one_backend!(a_form_whose_first_bytes_arrive_alone_is_stored);
+
 crate::on_both_backends!(
     companion_routes_on_the_embedded_store,
     companion_routes_against_moto,

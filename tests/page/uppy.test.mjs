@@ -50,6 +50,15 @@ try {
     const page = await browser.newPage();
     const errors = [];
     page.on("pageerror", (err) => errors.push(String(err)));
+    // What the browser saw go wrong, printed if an upload fails: Uppy itself only says
+    // "network error", which covers a refused connection, a reset and a missing CORS header.
+    const trail = [];
+    page.on("console", (message) => { if (message.type() === "error") trail.push(`console: ${message.text()}`); });
+    page.on("requestfailed", (request) =>
+      trail.push(`failed: ${request.method()} ${request.url()}: ${request.failure()?.errorText}`));
+    page.on("response", (response) => {
+      if (response.status() >= 400) trail.push(`answer: ${response.status()} ${response.request().method()} ${response.url()}`);
+    });
     const query = new URLSearchParams({ ferry: run.ferry, ...(run.token ? { token: run.token } : {}) });
     await page.goto(`${origin}/index.html?${query}`);
     await page.waitForFunction(() => window.uppy !== undefined);
@@ -60,6 +69,7 @@ try {
       successful: window.uppyResult.successful.map((f) => ({ name: f.name, size: f.size, key: f.s3Multipart?.key })),
       failed: window.uppyResult.failed.map((f) => ({ name: f.name, error: String(f.error) })),
     }));
+    if (outcome.failed.length > 0) console.error(`what the browser saw:\n${trail.join("\n")}`);
     assert.deepEqual(outcome.failed, [], `no upload failed (${run.token ? "signRequest" : "Companion"} mode)`);
     assert.equal(outcome.successful.length, run.files.length);
     assert.deepEqual(errors, [], "no error on the page");
