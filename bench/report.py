@@ -98,6 +98,9 @@ row("ListObjectsV2 page of 1,000 at 1,000 / 1,000,000 objects, ms (embedded stor
 q1k, q1m = num("listing_1000", "prefixes_us"), num("listing_1000000", "prefixes_us")
 row("ListObjectsV2 delimiter page (100 prefixes) at 1,000 / 1,000,000 objects, ms",
     f"{fmt(None if q1k is None else q1k / 1000, 2)} / {fmt(None if q1m is None else q1m / 1000, 2)}", "", "", "", None)
+steps = [num("memory", f"ferry_after_{step}_kib") for step in ("presign", "presign_256", "confirm", "list")]
+row("Ferry's peak RSS after presign 64 / presign 256 / confirm / list, MiB",
+    " / ".join(fmt(None if v is None else v / 1024) for v in steps), "", "", "", None)
 fm, rm = num("memory", "ferry_peak_kib"), num("memory", "ref_peak_kib")
 x = ratio(fm, rm)
 row("peak RSS under all loads, MiB", fmt(None if fm is None else fm / 1024), fmt(None if rm is None else rm / 1024),
