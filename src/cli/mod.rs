@@ -141,8 +141,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 async fn run_with_config(command: Command, cfg: Config) -> Result<(), CliError> {
     match command {
         Command::Serve => {
+            // Listening for signals before binding: once the port answers, a SIGTERM always
+            // means a clean stop (before, one sent right then killed the process).
+            let stop = shutdown_signal()?;
             let app = Application::bind(cfg).await?;
-            Ok(app.run_until_stopped(shutdown_signal()).await?)
+            Ok(app.run_until_stopped(stop).await?)
         }
         Command::Doctor => {
             let checks = crate::doctor::run(&cfg).await;
@@ -217,36 +220,55 @@ async fn run_with_config(command: Command, cfg: Config) -> Result<(), CliError> 
     }
 }
 
-/// Completes on the first Ctrl-C or SIGTERM; a second one exits at once (status 130), for an
+/// Listens for Ctrl-C and SIGTERM from the moment it is called (so call it before binding);
+/// the future completes on the first one, and a second one exits at once (status 130), for an
 /// operator who will not wait for in-flight requests to drain.
-pub async fn shutdown_signal() {
-    stop_signal().await;
-    tracing::info!("shutting down: no new connections, draining requests in flight (a second signal exits at once)");
-    tokio::spawn(async {
-        stop_signal().await;
-        tracing::warn!("second signal: exiting without waiting for requests in flight");
-        std::process::exit(130);
-    });
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut signals = StopSignals::listen()?;
+    Ok(async move {
+        signals.next().await;
+        tracing::info!(
+            "shutting down: no new connections, draining requests in flight (a second signal exits at once)"
+        );
+        tokio::spawn(async move {
+            signals.next().await;
+            tracing::warn!("second signal: exiting without waiting for requests in flight");
+            std::process::exit(130);
+        });
+    })
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C (SIGINT) and SIGTERM, caught from creation on: the same listeners serve the first
+/// signal and the second, so none arrives while nothing listens.
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    #[cfg(unix)]
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+    }
+
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    fn listen() -> std::io::Result<Self> {
+        Ok(Self {})
+    }
+
+    #[cfg(unix)]
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

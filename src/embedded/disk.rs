@@ -16,7 +16,7 @@
 //! extended attributes the seal is written into the metadata file instead (`"sealed": true`, as
 //! versions before the attribute did, which still counts).
 
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -88,7 +88,7 @@ pub struct Disk {
 
 const LOCK_STRIPES: usize = 64;
 /// Bytes gathered before each write to disk.
-const WRITE_BUFFER: usize = 1024 * 1024;
+const WRITE_CHUNK: usize = 256 * 1024;
 
 impl Disk {
     /// Opens (creating if needed) the store under `root`, with one bucket.
@@ -183,7 +183,7 @@ impl Disk {
         let file = TempFile { path: self.root.join(".tmp").join(Uuid::new_v4().to_string()), committed: false };
         // Large writes: each write to a tokio file is a trip to the blocking pool.
         let created = create_private_file(&file.path).await.map_err(WriteError::Io)?;
-        let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, created);
+        let mut out = ChunkedWriter::new(created.into_std().await);
         let mut md5 = Md5::new();
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
@@ -194,10 +194,9 @@ impl Disk {
             }
             md5.update(&chunk);
             inspect(&chunk);
-            out.write_all(&chunk).await.map_err(WriteError::Io)?;
+            out.write(&chunk).await.map_err(WriteError::Io)?;
         }
-        out.flush().await.map_err(WriteError::Io)?;
-        out.get_ref().sync_data().await.map_err(WriteError::Io)?;
+        out.finish().await.map_err(WriteError::Io)?;
         Ok(Written { file, size, md5: md5.finalize() })
     }
 
@@ -459,6 +458,70 @@ fn private_options() -> tokio::fs::OpenOptions {
 }
 
 /// Creates a new owner-only (0600) file; fails if `path` exists.
+/// A file written from async code through the blocking pool: one buffer is written while the
+/// next fills, so an upload holds at most two buffers of [`WRITE_CHUNK`] (a tokio `BufWriter`
+/// over a tokio `File` held its own buffer plus the file's copy of it, 2 MiB per upload), and
+/// a 1 GiB upload takes a few thousand trips to the pool rather than one per network frame.
+struct ChunkedWriter {
+    /// `None` while a write holds it.
+    file: Option<std::fs::File>,
+    filling: Vec<u8>,
+    in_flight: Option<ChunkWrite>,
+}
+
+/// A buffer being written: the file and the buffer come back when it is done.
+type ChunkWrite = tokio::task::JoinHandle<io::Result<(std::fs::File, Vec<u8>)>>;
+
+impl ChunkedWriter {
+    fn new(file: std::fs::File) -> Self {
+        Self { file: Some(file), filling: Vec::new(), in_flight: None }
+    }
+
+    async fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let room = WRITE_CHUNK - self.filling.len();
+            let (now, later) = bytes.split_at(room.min(bytes.len()));
+            self.filling.extend_from_slice(now);
+            bytes = later;
+            if self.filling.len() == WRITE_CHUNK {
+                let spare = self.settle().await?;
+                let full = std::mem::replace(&mut self.filling, spare);
+                let mut file = self.take_file()?;
+                self.in_flight = Some(tokio::task::spawn_blocking(move || {
+                    file.write_all(&full)?;
+                    Ok((file, full))
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the write in flight; its buffer comes back empty, for the next one to fill.
+    async fn settle(&mut self) -> io::Result<Vec<u8>> {
+        let Some(write) = self.in_flight.take() else { return Ok(Vec::new()) };
+        let (file, mut buffer) = write.await.map_err(io::Error::other)??;
+        self.file = Some(file);
+        buffer.clear();
+        Ok(buffer)
+    }
+
+    fn take_file(&mut self) -> io::Result<std::fs::File> {
+        self.file.take().ok_or_else(|| io::Error::other("the file was lost in an earlier failed write"))
+    }
+
+    /// Writes what is left and syncs the file's data to disk.
+    async fn finish(mut self) -> io::Result<()> {
+        self.settle().await?;
+        let mut file = self.take_file()?;
+        let rest = std::mem::take(&mut self.filling);
+        blocking(move || {
+            file.write_all(&rest)?;
+            file.sync_data()
+        })
+        .await
+    }
+}
+
 async fn create_private_file(path: &Path) -> io::Result<tokio::fs::File> {
     private_options().create_new(true).open(path).await
 }
@@ -664,6 +727,22 @@ pub(super) mod tests {
         assert!(disk.write_temp(body, u64::MAX, |_| {}).await.is_err());
         assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
         assert!(super::super::listing::page(&disk, "b", "", None, "", 10).await.unwrap().objects.is_empty());
+    }
+
+    #[tokio::test]
+    async fn frames_across_write_chunks_are_stored_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), "b").unwrap();
+        let body: Vec<u8> = (0..3 * WRITE_CHUNK + 17).map(|i| (i * 7 % 251) as u8).collect();
+        let body: &'static [u8] = Box::leak(body.into_boxed_slice());
+        let cuts = [1, WRITE_CHUNK - 1, WRITE_CHUNK + 5, 2 * WRITE_CHUNK, 3 * WRITE_CHUNK + 17];
+        let frames: Vec<&'static [u8]> = [0].iter().chain(&cuts).zip(&cuts).map(|(&a, &b)| &body[a..b]).collect();
+        let written = disk.write_temp(chunks(&frames), u64::MAX, |_| {}).await.ok().unwrap();
+        assert_eq!(written.size, body.len() as u64);
+        let mut md5 = Md5::new();
+        md5.update(body);
+        assert_eq!(written.md5, md5.finalize());
+        assert_eq!(std::fs::read(written.file.path()).unwrap(), body);
     }
 
     #[tokio::test]
