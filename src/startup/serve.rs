@@ -77,7 +77,7 @@ pub fn fit_connections(wanted: usize, listeners: u64, open_file_limit: Option<u6
     wanted.min(room).max(1)
 }
 
-/// The most a connection's read buffer holds (a request head must fit in it).
+/// The most a connection's read buffer holds, and the longest request head.
 const READ_BUFFER: usize = 64 * 1024;
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains. `name` labels the
@@ -92,10 +92,14 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    // hyper reads each connection into a buffer that grows with the reads up to this size
+    // hyper reads each connection into a buffer that grows with the reads up to a limit
     // (default ~400 KiB): 64 KiB keeps large uploads as fast (on loopback, measured) and holds
-    // concurrent ones to a sixth of the memory. It also bounds a request head.
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(READ_BUFFER);
+    // concurrent ones to a sixth of the memory. A request head must fit in it too.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(READ_BUFFER)
+        .max_header_size(READ_BUFFER);
     let mut last_warning: Option<Instant> = None;
     let mut warn_once = |message: &str, detail: &dyn std::fmt::Display| {
         if last_warning.is_none_or(|at| at.elapsed() >= WARN_INTERVAL) {

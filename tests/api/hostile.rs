@@ -30,6 +30,7 @@ crate::on_one_backend!(
     a_body_that_stalls_is_cut_off,
     clients_over_the_rate_limit_get_429_with_retry_after,
     ferry_insecure_dev_auth_allows_dev_mode_off_loopback_and_any_host,
+    a_request_head_over_64_kib_is_refused_on_both_listeners,
 );
 
 /// Asserts that `/healthz` answers within a generous bound while an attack runs.
@@ -96,6 +97,20 @@ async fn metrics_can_live_on_their_own_address(backend: Backend) {
     let addr = app.metrics_addr.expect("a metrics listener");
     let text = app.http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("ferry_http_requests_total"), "{text}");
+}
+
+/// A connection's read buffer holds at most 64 KiB, so a longer request head is refused (431)
+/// by the API and by the embedded store alike, and a head just under it is served.
+async fn a_request_head_over_64_kib_is_refused_on_both_listeners(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for base in [app.url("/healthz"), format!("http://{}/ferry/some-key", app.store_addr.unwrap())] {
+        let send = |len: usize| app.http.get(&base).header("x-padding", "a".repeat(len)).send();
+        let long = send(70 * 1024).await.unwrap();
+        assert_eq!(long.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "{base}");
+        let fits = send(60 * 1024).await.unwrap();
+        assert_ne!(fits.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "{base}");
+    }
+    still_answers(&app).await;
 }
 
 /// Opens a connection and sends half a request head, then nothing.
