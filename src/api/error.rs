@@ -256,6 +256,7 @@ impl From<UploadError> for ApiError {
             U::InvalidParts(message) => Self::InvalidParts(message),
             U::Checksum(e @ ChecksumError::Malformed { .. }) => Self::InvalidChecksum(e.to_string()),
             U::Checksum(e @ ChecksumError::Unsupported) => Self::ChecksumUnsupported(e.to_string()),
+            U::SizeRequired => Self::MissingField("size"),
             e @ (U::QuotaExceeded(_) | U::ObjectOverQuota(_)) => Self::QuotaExceeded(e.to_string()),
             e @ U::MultipartGone => Self::MultipartNotFound(e.to_string()),
             e @ U::UseMultipart => Self::UseMultipart(e.to_string()),

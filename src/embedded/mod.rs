@@ -15,7 +15,7 @@ mod conditions;
 mod copy;
 mod disk;
 mod edge;
-mod form_head;
+mod form_body;
 mod headers;
 mod index;
 mod listing;
@@ -194,7 +194,7 @@ impl EmbeddedStore {
             let form = is_post_form(&req);
             let req = req.map(|body| {
                 let body = crate::idle_body::IdleBody::new(body, idle);
-                if form { Body::new(form_head::FormHead::new(body)) } else { Body::new(body) }
+                if form { Body::new(form_body::FormBody::new(body)) } else { Body::new(body) }
             });
             async move {
                 let operation = operation_of(&req);
@@ -209,8 +209,8 @@ impl EmbeddedStore {
     }
 }
 
-/// A POST form upload (`PostObject`), whose body `s3s` needs to see start whole
-/// (see [`form_head`]).
+/// A POST form upload (`PostObject`), whose body `s3s` needs cut its own way
+/// (see [`form_body`]).
 fn is_post_form(req: &axum::extract::Request) -> bool {
     req.method() == Method::POST
         && req

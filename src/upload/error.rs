@@ -38,6 +38,10 @@ pub enum UploadError {
     /// A declared digest is malformed, or the store cannot check it.
     #[error(transparent)]
     Checksum(#[from] ChecksumError),
+    /// With a byte quota, a presigned PUT must declare its size: only a signed length keeps the
+    /// bucket from taking more than was reserved.
+    #[error("size is required: a storage quota is set")]
+    SizeRequired,
     /// The upload would take the caller past a quota.
     #[error(transparent)]
     QuotaExceeded(QuotaExceeded),

@@ -6,8 +6,9 @@
 //! once; a repeated confirm returns the same row.
 //!
 //! Quotas are reserved at presign: with a limit set, each issued upload holds its declared
-//! size (0 if undeclared) and one file against the caller's limits until it is confirmed or its
-//! confirm window ends, and the confirm checks the real size again. Both checks and their
+//! size (0 if undeclared: a byte quota makes a presigned PUT declare it, but Uppy's requests
+//! cannot) and one file against the caller's limits until it is confirmed or its confirm window
+//! ends, and the confirm checks the real size again. Both checks and their
 //! writes are atomic per user in the database ([`FileRepo::reserve`], [`FileRepo::record`]),
 //! so concurrent uploads of one user cannot together pass a limit; reserving up front refuses
 //! an upload before its bytes travel rather than after.
@@ -181,7 +182,12 @@ impl Uploads {
     }
 
     /// Issues a key and signs a PUT URL for it, with the content type (and size) signed in.
+    /// With a byte quota the size is required: the signed `Content-Length` is what keeps the
+    /// bucket from taking more than the reservation holds.
     pub async fn presign(&self, who: &Caller, req: &UploadRequest<'_>) -> Result<Presigned, UploadError> {
+        if req.size.is_none() && self.quota.bytes.is_some() {
+            return Err(UploadError::SizeRequired);
+        }
         let key = self.issue(who, req).await?;
         let put = PutRequest {
             key: &key,

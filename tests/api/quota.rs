@@ -19,9 +19,36 @@ async fn presign_sized(app: &TestApp, user: &str, name: &str, size: u64) -> crat
     app.post_json_as(user, "/presign-b2-upload", &body).await
 }
 
+/// Presigns `bytes` with their size declared, PUTs them and confirms them.
+async fn upload_sized(app: &TestApp, user: &str, name: &str, bytes: Vec<u8>) {
+    let presigned = presign_sized(app, user, name, bytes.len() as u64).await;
+    assert_eq!(presigned.status, StatusCode::OK, "{}", presigned.body);
+    assert_eq!(app.put(presigned.body["presignedUrl"].as_str().unwrap(), bytes, "text/plain").await, StatusCode::OK);
+    let confirmed = app.confirm_as(user, presigned.body["objectKey"].as_str().unwrap()).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+}
+
+/// Starts a multipart upload declaring 1 byte and sends `bytes` as its one part (part URLs sign
+/// no length, as a client that understates its size would); returns the completion's body.
+async fn understated(app: &TestApp, user: &str, name: &str, bytes: Vec<u8>) -> Value {
+    let body = json!({ "fileName": name, "contentType": "text/plain", "size": 1 });
+    let start = app.post_json_as(user, "/multipart/start", &body).await;
+    assert_eq!(start.status, StatusCode::OK, "{}", start.body);
+    let ids = json!({ "objectKey": start.body["objectKey"], "uploadId": start.body["uploadId"] });
+    let mut urls = ids.clone();
+    urls["partNumbers"] = json!([1]);
+    let urls = app.post_json_as(user, "/multipart/urls", &urls).await;
+    let response = app.http.put(urls.body["urls"][0]["url"].as_str().unwrap()).body(bytes).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut done = ids;
+    done["parts"] = json!([{ "partNumber": 1, "etag": response.headers()["etag"].to_str().unwrap() }]);
+    let completed = app.post_json_as(user, "/multipart/complete", &done).await;
+    json!({ "status": completed.status.as_u16(), "body": completed.body, "key": start.body["objectKey"] })
+}
+
 async fn usage_reports_files_bytes_reservations_and_limits(backend: Backend) {
     let app = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "1000"), ("FERRY_QUOTA_FILES", "5")]).await;
-    app.upload_as("user_123", "a.txt", "text/plain", vec![b'a'; 300]).await;
+    upload_sized(&app, "user_123", "a.txt", vec![b'a'; 300]).await;
     let pending = presign_sized(&app, "user_123", "b.txt", 200).await;
     assert_eq!(pending.status, StatusCode::OK, "{}", pending.body);
 
@@ -78,20 +105,14 @@ async fn a_declared_size_is_reserved_until_its_confirm_window_ends(backend: Back
 
 async fn a_confirm_checks_the_real_size_and_removes_what_does_not_fit(backend: Backend) {
     let app = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "100")]).await;
-    // Neither declares a size: each reserves nothing, and the confirm is where the bytes count.
-    let first = app.presign("a.txt", "text/plain").await;
-    let second = app.presign("b.txt", "text/plain").await;
-    for presigned in [&first, &second] {
-        let url = presigned.body["presignedUrl"].as_str().unwrap();
-        assert_eq!(app.put(url, vec![b'x'; 60], "text/plain").await, StatusCode::OK);
-    }
-    let first_key = first.body["objectKey"].as_str().unwrap();
-    let second_key = second.body["objectKey"].as_str().unwrap();
-    assert_eq!(app.confirm(first_key).await.status, StatusCode::OK);
-
-    let refused = app.confirm(second_key).await;
-    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "quota-exceeded"));
-    assert!(refused.body["error"].as_str().unwrap().ends_with("the uploaded file was removed"), "{}", refused.body);
+    // Both declare 1 byte and send 60: the confirm (here, the completion's) is where the real
+    // bytes count.
+    let first = understated(&app, "user_123", "a.txt", vec![b'x'; 60]).await;
+    assert_eq!(first["status"], 200, "{first}");
+    let refused = understated(&app, "user_123", "b.txt", vec![b'x'; 60]).await;
+    assert_eq!((refused["status"].as_u64(), refused["body"]["code"].as_str()), (Some(403), Some("quota-exceeded")));
+    assert!(refused["body"]["error"].as_str().unwrap().ends_with("the uploaded file was removed"), "{refused}");
+    let (first_key, second_key) = (first["key"].as_str().unwrap(), refused["key"].as_str().unwrap());
     assert!(!app.object_exists(second_key).await, "an object the quota refused does not stay in the bucket");
     assert!(app.object_exists(first_key).await);
     let body = usage(&app, "user_123").await;
@@ -100,8 +121,34 @@ async fn a_confirm_checks_the_real_size_and_removes_what_does_not_fit(backend: B
     assert_eq!(app.confirm(first_key).await.status, StatusCode::OK);
 }
 
+/// With a byte quota, a presigned PUT must say how big it is: its signed length is what keeps
+/// the bucket from taking more than the reservation holds. A file-count quota alone does not
+/// need it.
+async fn with_a_byte_quota_a_presign_must_declare_its_size(backend: Backend) {
+    let app = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "100")]).await;
+    let undeclared = app.presign("a.txt", "text/plain").await;
+    assert_eq!(
+        (undeclared.status, undeclared.code()),
+        (StatusCode::BAD_REQUEST, "missing-field"),
+        "{}",
+        undeclared.body
+    );
+    assert_eq!(undeclared.body["error"], "size is required");
+    assert_eq!(usage(&app, "user_123").await["reserved"], json!({ "files": 0, "bytes": 0 }));
+    let sized = presign_sized(&app, "user_123", "a.txt", 10).await;
+    assert_eq!(sized.status, StatusCode::OK, "{}", sized.body);
+    let url = sized.body["presignedUrl"].as_str().unwrap();
+    assert!(
+        app.put(url, vec![b'x'; 90], "text/plain").await.is_client_error(),
+        "the bucket takes only the signed length"
+    );
+
+    let counted = spawn_app_with(backend, &[("FERRY_QUOTA_FILES", "5")]).await;
+    assert_eq!(counted.presign("a.txt", "text/plain").await.status, StatusCode::OK);
+}
+
 /// 32 uploads of one user at once against a limit of ten: presigns (declared sizes) and confirms
-/// (undeclared sizes) race, and the limit holds either way.
+/// (understated sizes) race, and the limit holds either way.
 async fn concurrent_uploads_of_one_user_never_pass_the_limit(backend: Backend) {
     let app = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "1000")]).await;
     let declared = futures::future::join_all((0..32).map(|i| {
@@ -124,19 +171,21 @@ async fn concurrent_uploads_of_one_user_never_pass_the_limit(backend: Backend) {
     let body = usage(&app, "user_123").await;
     assert_eq!((body["files"].as_u64(), body["bytes"].as_u64()), (Some(10), Some(1000)));
 
-    let other = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "1000")]).await;
-    let names: Vec<String> = (0..32).map(|i| format!("u{i}.txt")).collect();
-    let presigned = futures::future::join_all(names.iter().map(|name| other.presign(name, "text/plain"))).await;
-    for p in &presigned {
-        assert_eq!(p.status, StatusCode::OK, "{}", p.body);
-        let url = p.body["presignedUrl"].as_str().unwrap();
-        assert_eq!(other.put(url, vec![b'u'; 100], "text/plain").await, StatusCode::OK);
-    }
-    let confirms =
-        futures::future::join_all(presigned.iter().map(|p| other.confirm(p.body["objectKey"].as_str().unwrap()))).await;
-    let recorded = confirms.iter().filter(|c| c.status == StatusCode::OK).count();
-    for refused in confirms.iter().filter(|c| c.status != StatusCode::OK) {
-        assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "quota-exceeded"), "{}", refused.body);
+    // Understated sizes (1 byte declared, 100 sent in parts): the completions' confirms race.
+    // Each upload still pending holds its 1 declared byte, hence 31 bytes of room above 1000.
+    let other = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "1031")]).await;
+    let confirms = futures::future::join_all((0..32).map(|i| {
+        let other = &other;
+        async move { understated(other, "user_123", &format!("u{i}.txt"), vec![b'u'; 100]).await }
+    }))
+    .await;
+    let recorded = confirms.iter().filter(|c| c["status"] == 200).count();
+    for refused in confirms.iter().filter(|c| c["status"] != 200) {
+        assert_eq!(
+            (refused["status"].as_u64(), refused["body"]["code"].as_str()),
+            (Some(403), Some("quota-exceeded")),
+            "{refused}"
+        );
     }
     assert_eq!(recorded, 10, "every confirm that fits is recorded, and no other");
     let body = usage(&other, "user_123").await;
@@ -166,6 +215,7 @@ crate::on_both_backends!(
     the_file_limit_refuses_a_presign_and_a_delete_frees_a_place_at_once,
     a_declared_size_is_reserved_until_its_confirm_window_ends,
     a_confirm_checks_the_real_size_and_removes_what_does_not_fit,
+    with_a_byte_quota_a_presign_must_declare_its_size,
     concurrent_uploads_of_one_user_never_pass_the_limit,
     a_multipart_start_reserves_the_files_size_and_an_abort_releases_it,
 );
