@@ -87,7 +87,7 @@ pub struct Disk {
 }
 
 const LOCK_STRIPES: usize = 64;
-/// Bytes gathered before each write to disk.
+/// Bytes gathered before each write to disk (see [`ChunkedWriter`]).
 const WRITE_CHUNK: usize = 256 * 1024;
 
 impl Disk {
@@ -181,7 +181,7 @@ impl Disk {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
     {
         let file = TempFile { path: self.root.join(".tmp").join(Uuid::new_v4().to_string()), committed: false };
-        // Large writes: each write to a tokio file is a trip to the blocking pool.
+        // Written in large buffers: each write is a trip to the blocking pool.
         let created = create_private_file(&file.path).await.map_err(WriteError::Io)?;
         let mut out = ChunkedWriter::new(created.into_std().await);
         let mut md5 = Md5::new();
@@ -457,7 +457,6 @@ fn private_options() -> tokio::fs::OpenOptions {
     options
 }
 
-/// Creates a new owner-only (0600) file; fails if `path` exists.
 /// A file written from async code through the blocking pool: one buffer is written while the
 /// next fills, so an upload holds at most two buffers of [`WRITE_CHUNK`] (a tokio `BufWriter`
 /// over a tokio `File` held its own buffer plus the file's copy of it, 2 MiB per upload), and
@@ -522,6 +521,7 @@ impl ChunkedWriter {
     }
 }
 
+/// Creates a new owner-only (0600) file; fails if `path` exists.
 async fn create_private_file(path: &Path) -> io::Result<tokio::fs::File> {
     private_options().create_new(true).open(path).await
 }

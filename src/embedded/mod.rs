@@ -191,13 +191,14 @@ impl EmbeddedStore {
             let service = service.clone();
             let logs = logs.clone();
             let metrics = metrics.clone();
-            let form = is_post_form(&req);
+            let operation = operation_of(&req);
+            // A POST form's body is cut the way s3s can parse it (see `form_body`).
+            let form = operation == crate::telemetry::StoreOperation::PostObject;
             let req = req.map(|body| {
                 let body = crate::idle_body::IdleBody::new(body, idle);
                 if form { Body::new(form_body::FormBody::new(body)) } else { Body::new(body) }
             });
             async move {
-                let operation = operation_of(&req);
                 let response = call(&service, &logs, req).await;
                 if let Some(metrics) = &metrics {
                     metrics.store_request(operation, response.status().as_u16());
@@ -207,17 +208,6 @@ impl EmbeddedStore {
         });
         Router::new().fallback_service(handler).layer(cors(cors_origins))
     }
-}
-
-/// A POST form upload (`PostObject`), whose body `s3s` needs cut its own way
-/// (see [`form_body`]).
-fn is_post_form(req: &axum::extract::Request) -> bool {
-    req.method() == Method::POST
-        && req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
 }
 
 /// The S3 operation a request asks for, from its method, path and query (enough to count it:
