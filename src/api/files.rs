@@ -78,14 +78,22 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<FileList>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let (limit, before) = parse_list_query(query)?;
     let rows = state.uploads.list(&caller, limit, before).await?;
     let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id.to_string())).flatten();
     let files: Vec<FileView> = rows.into_iter().map(file_view).collect();
-    Ok(Json(FileList { success: true, files, next_cursor }))
+    // A page of 50 files is 10-20 KB of JSON: written into a buffer of about that size at once,
+    // rather than one grown (and copied) by doubling from `Json`'s 128 bytes.
+    let mut body = Vec::with_capacity(64 + files.len() * BYTES_PER_FILE);
+    serde_json::to_writer(&mut body, &FileList { success: true, files, next_cursor })
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
+
+/// About what one file takes in a list's JSON (a generated key, a URL, a name, a type).
+const BYTES_PER_FILE: usize = 320;
 
 #[utoipa::path(get, path = "/usage", tag = "files", responses((status = 200, description = "Usage and limits", body = UsageView), crate::api::error_docs::Errors))]
 /// What the caller stores and holds reserved, against the limits.

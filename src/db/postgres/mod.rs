@@ -109,19 +109,38 @@ pub struct PostgresMetadata {
     description: String,
 }
 
+/// A row whose first columns are [`COLUMNS`] (every file query selects them first, in that
+/// order; migration 0008's function returns them the same way). Read by position: by name,
+/// each read searched the row's columns again (a measurable part of a 50-file list).
 fn from_row(row: &Row) -> FileRecord {
+    debug_assert!(
+        row.columns().iter().map(|c| c.name()).take(11).eq([
+            "id",
+            "object_key",
+            "file_url",
+            "user_id",
+            "file_name",
+            "content_type",
+            "size",
+            "etag",
+            "content_md5",
+            "checksum_sha256",
+            "upload_timestamp"
+        ]),
+        "a file query must select COLUMNS first"
+    );
     FileRecord {
-        id: row.get("id"),
-        object_key: row.get("object_key"),
-        file_url: row.get("file_url"),
-        user_id: row.get("user_id"),
-        file_name: row.get("file_name"),
-        content_type: row.get("content_type"),
-        size: row.get::<_, Option<i64>>("size").and_then(|s| u64::try_from(s).ok()),
-        etag: row.get("etag"),
-        content_md5: row.get("content_md5"),
-        checksum_sha256: row.get("checksum_sha256"),
-        upload_timestamp: row.get("upload_timestamp"),
+        id: row.get(0),
+        object_key: row.get(1),
+        file_url: row.get(2),
+        user_id: row.get(3),
+        file_name: row.get(4),
+        content_type: row.get(5),
+        size: row.get::<_, Option<i64>>(6).and_then(|s| u64::try_from(s).ok()),
+        etag: row.get(7),
+        content_md5: row.get(8),
+        checksum_sha256: row.get(9),
+        upload_timestamp: row.get(10),
     }
 }
 
@@ -411,11 +430,18 @@ impl PostgresMetadata {
 /// Read committed whatever the server's default: each statement's snapshot is taken when it
 /// starts, so a statement after the quota lock sees every write of the lock's previous holder.
 const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
-/// Publishes the caller for row-level security, for this transaction only.
-const SET_CALLER: &str = "SELECT set_config('request.jwt.claims', $1, true), set_config('statement_timeout', $2, true)";
+/// Publishes the caller for row-level security, for this transaction only, and has the statement
+/// after it use its prepared statement's generic plan. Every per-user statement is an index
+/// lookup by user, key or id whose best plan does not depend on the values; left to choose,
+/// Postgres kept planning the list's SELECT again on every call (its generic plan, costed for an
+/// unknown `LIMIT`, looked dearer than a custom one): a third of Postgres's time under the list
+/// benchmark, gone with the generic plan (README, Benchmarks).
+const SET_CALLER: &str = "SELECT set_config('request.jwt.claims', $1, true), set_config('statement_timeout', $2, true), \
+     set_config('plan_cache_mode', 'force_generic_plan', true)";
 /// [`SET_CALLER`], then waits for the caller's quota lock (released at commit or rollback).
 const SET_CALLER_LOCKED: &str = "SELECT set_config('request.jwt.claims', $1, true), \
-     set_config('statement_timeout', $2, true), pg_advisory_xact_lock(hashtextextended('ferry.quota/' || $3, 0))";
+     set_config('statement_timeout', $2, true), set_config('plan_cache_mode', 'force_generic_plan', true), \
+     pg_advisory_xact_lock(hashtextextended('ferry.quota/' || $3, 0))";
 /// A user's (`$3`) files but `$1` (the key being recorded or reserved), and their reservations
 /// valid at `$8`: count and bytes.
 const USED: &str = "SELECT \
