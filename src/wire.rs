@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct PresignRequest {
     pub file_name: Option<String>,
     pub content_type: Option<String>,
-    /// Optional exact size: signed into the URL so the store refuses any other length.
+    /// The exact size: signed into the URL so the store refuses any other length. Optional,
+    /// except on a server with a byte quota (`FERRY_QUOTA_BYTES`), which answers
+    /// `400 missing-field` without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// Optional MD5 of the bytes (base64): signed in as `Content-MD5`, so the bucket refuses any

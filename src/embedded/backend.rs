@@ -222,6 +222,22 @@ pub(super) fn check_key(key: &str) -> S3Result<()> {
     Ok(())
 }
 
+/// The `x-amz-checksum-*` values of an s3s input (each operation has its own input type, with
+/// the same five fields): PutObject, UploadPart, CompleteMultipartUpload and its parts.
+macro_rules! checksums_of {
+    ($input:expr) => {
+        Checksum {
+            checksum_crc32: $input.checksum_crc32.clone(),
+            checksum_crc32c: $input.checksum_crc32c.clone(),
+            checksum_sha1: $input.checksum_sha1.clone(),
+            checksum_sha256: $input.checksum_sha256.clone(),
+            checksum_crc64nvme: $input.checksum_crc64nvme.clone(),
+            checksum_type: None,
+        }
+    };
+}
+pub(super) use checksums_of;
+
 /// The digests a body claims: `Content-MD5`, `x-amz-checksum-*` headers, or an algorithm
 /// whose checksum follows in a trailer. All must match what arrived, for a PUT and for a part.
 #[derive(Default)]
@@ -236,14 +252,7 @@ impl Claimed {
         Self {
             content_md5: input.content_md5.clone(),
             algorithm: input.checksum_algorithm.clone(),
-            checksums: Checksum {
-                checksum_crc32: input.checksum_crc32.clone(),
-                checksum_crc32c: input.checksum_crc32c.clone(),
-                checksum_sha1: input.checksum_sha1.clone(),
-                checksum_sha256: input.checksum_sha256.clone(),
-                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-                checksum_type: None,
-            },
+            checksums: checksums_of!(input),
         }
     }
 
@@ -251,14 +260,7 @@ impl Claimed {
         Self {
             content_md5: input.content_md5.clone(),
             algorithm: input.checksum_algorithm.clone(),
-            checksums: Checksum {
-                checksum_crc32: input.checksum_crc32.clone(),
-                checksum_crc32c: input.checksum_crc32c.clone(),
-                checksum_sha1: input.checksum_sha1.clone(),
-                checksum_sha256: input.checksum_sha256.clone(),
-                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-                checksum_type: None,
-            },
+            checksums: checksums_of!(input),
         }
     }
 

@@ -17,7 +17,7 @@ use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use super::backend::{
-    Backend, Claimed, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, checksum_named,
+    Backend, Claimed, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, checksum_named, checksums_of,
     checksums_to_keep, commit_failed, composite_checksum, hasher_for, internal, io_failed, stored_headers,
     write_failed,
 };
@@ -225,7 +225,7 @@ pub async fn complete(
     let algorithm = upload.checksum_algorithm.as_deref().map(str::to_ascii_lowercase);
     let conditions = Conditions { if_match: input.if_match.clone(), if_none_match: input.if_none_match.clone() };
     backend.check_writable(&input.bucket, &input.key, &conditions).await?;
-    let claimed_object = complete_checksums(&input);
+    let claimed_object = checksums_of!(input);
     let parts = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
     if parts.is_empty() {
         return Err(s3_error!(InvalidPart, "at least one part is required"));
@@ -260,7 +260,7 @@ pub async fn complete(
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
                 .unwrap_or_default();
             let stored = sums.get(algorithm).cloned();
-            let claimed = checksum_named(&completed_part_checksums(part), algorithm).cloned();
+            let claimed = checksum_named(&checksums_of!(part), algorithm).cloned();
             if claimed.is_some() && claimed != stored {
                 return Err(s3_error!(InvalidPart, "the checksum of part {number} does not match"));
             }
@@ -483,26 +483,4 @@ pub async fn list_uploads(
         encoding_type: input.encoding_type,
         ..Default::default()
     }))
-}
-
-fn completed_part_checksums(part: &CompletedPart) -> Checksum {
-    Checksum {
-        checksum_crc32: part.checksum_crc32.clone(),
-        checksum_crc32c: part.checksum_crc32c.clone(),
-        checksum_sha1: part.checksum_sha1.clone(),
-        checksum_sha256: part.checksum_sha256.clone(),
-        checksum_crc64nvme: part.checksum_crc64nvme.clone(),
-        checksum_type: None,
-    }
-}
-
-fn complete_checksums(input: &CompleteMultipartUploadInput) -> Checksum {
-    Checksum {
-        checksum_crc32: input.checksum_crc32.clone(),
-        checksum_crc32c: input.checksum_crc32c.clone(),
-        checksum_sha1: input.checksum_sha1.clone(),
-        checksum_sha256: input.checksum_sha256.clone(),
-        checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-        checksum_type: None,
-    }
 }
