@@ -100,14 +100,30 @@ async fn a_multipart_completion_in_flight_at_shutdown_is_answered(backend: Backe
     .await;
     let bytes = random_bytes(17 * 1024 * 1024 + 5);
     let (key, upload_id, parts) = app.upload_parts("user_123", "big.bin", "application/octet-stream", &bytes).await;
-    // The completion joins 17 MiB on disk; the shutdown begins while it runs.
+    // The completion's request is half sent when the shutdown begins, so it is in flight (its head
+    // read, its body awaited) whatever the machine's load; the rest follows once the shutdown has
+    // begun, and the completion (joining 17 MiB in the store, which must still answer the API's
+    // calls until the API has drained) runs then.
     let complete = serde_json::json!({ "objectKey": key, "uploadId": upload_id, "parts": parts });
-    let request = app.http.post(app.url("/multipart/complete")).header("x-user-id", "user_123").json(&complete).send();
-    let in_flight = tokio::spawn(request);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let body = serde_json::to_vec(&complete).unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut request = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /multipart/complete HTTP/1.1\r\nHost: {}\r\nX-User-Id: user_123\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        app.addr,
+        body.len()
+    );
+    request.write_all(head.as_bytes()).await.unwrap();
+    request.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     stop.send(()).unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(20), in_flight).await.unwrap().unwrap().unwrap();
-    assert_eq!(answer.status(), reqwest::StatusCode::OK, "a completion in flight was cut off by the shutdown");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    request.write_all(rest).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), request.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "a completion in flight was cut off by the shutdown: {answer}");
     tokio::time::timeout(Duration::from_secs(20), app.server).await.expect("the server stopped").unwrap();
     assert_eq!(app.core.store.head(key.as_str().unwrap()).await.unwrap().map(|o| o.size), Some(bytes.len() as u64));
 }
