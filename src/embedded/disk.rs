@@ -207,11 +207,7 @@ impl Disk {
         let file = TempFile { path: self.root.join(".tmp").join(Uuid::new_v4().to_string()), committed: false };
         let path = file.path.clone();
         let size = blocking(move || {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut out = options.open(&path)?;
+            let mut out = private_options().create_new(true).open(&path)?;
             let mut size = 0;
             for part in &parts {
                 size += io::copy(&mut std::fs::File::open(part)?, &mut out)?;
@@ -449,11 +445,14 @@ fn restrict_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn private_options() -> tokio::fs::OpenOptions {
-    let mut options = tokio::fs::OpenOptions::new();
+/// How the store opens every file it writes (temporary uploads, joined parts, metadata): for
+/// writing, readable by its owner only. A std `OpenOptions`, for the blocking pool as it is and
+/// for async code through `tokio::fs::OpenOptions::from`.
+fn private_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
     options.write(true);
     #[cfg(unix)]
-    options.mode(0o600);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
 }
 
@@ -523,7 +522,7 @@ impl ChunkedWriter {
 
 /// Creates a new owner-only (0600) file; fails if `path` exists.
 async fn create_private_file(path: &Path) -> io::Result<tokio::fs::File> {
-    private_options().create_new(true).open(path).await
+    tokio::fs::OpenOptions::from(private_options()).create_new(true).open(path).await
 }
 
 /// The extended attribute that seals a blob.
@@ -559,7 +558,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send
 
 /// Writes `bytes` to `path`, creating it owner-only (0600) or truncating it.
 pub async fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = private_options().create(true).truncate(true).open(path).await?;
+    let mut file = tokio::fs::OpenOptions::from(private_options()).create(true).truncate(true).open(path).await?;
     file.write_all(bytes).await?;
     file.flush().await
 }
