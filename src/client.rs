@@ -427,6 +427,28 @@ impl Client {
         }
     }
 
+    /// Runs `sends`, [`Self::concurrency`] at a time, reporting and keeping each part as it
+    /// lands; the first failure stops the rest.
+    async fn land<F>(
+        &self,
+        sends: impl IntoIterator<Item = F>,
+        name: &str,
+        count: u16,
+        progress: &Arc<dyn Progress>,
+        parts: &mut Vec<CompletedPart>,
+    ) -> Result<(), ClientError>
+    where
+        F: std::future::Future<Output = Result<CompletedPart, ClientError>>,
+    {
+        let mut sent = futures::stream::iter(sends).buffer_unordered(self.concurrency.max(1));
+        while let Some(done) = sent.next().await {
+            let part = done?;
+            progress.note(&format!("{name}: part {}/{count}", part.part_number));
+            parts.push(part);
+        }
+        Ok(())
+    }
+
     /// Sends the parts not in `arrived`, then completes the upload with all of them.
     async fn send_parts(
         &self,
@@ -471,12 +493,7 @@ impl Client {
                 let etag = self.put_range(&target, path, offset, len, n, progress).await?;
                 Ok::<_, ClientError>(CompletedPart { part_number: n, etag })
             });
-            let mut sent = futures::stream::iter(sends).buffer_unordered(self.concurrency.max(1));
-            while let Some(done) = sent.next().await {
-                let part = done?;
-                progress.note(&format!("{name}: part {}/{count}", part.part_number));
-                parts.push(part);
-            }
+            self.land(sends, name, count, progress, &mut parts).await?;
         } else {
             // Without digests, URLs come eight groups at a time.
             for chunk in missing.chunks(self.concurrency.max(1) * 8) {
@@ -495,13 +512,7 @@ impl Client {
                         Ok::<_, ClientError>(CompletedPart { part_number: part.part_number, etag })
                     }
                 });
-                // Each part is reported as it lands.
-                let mut sent = futures::stream::iter(puts).buffer_unordered(self.concurrency.max(1));
-                while let Some(done) = sent.next().await {
-                    let part = done?;
-                    progress.note(&format!("{name}: part {}/{count}", part.part_number));
-                    parts.push(part);
-                }
+                self.land(puts, name, count, progress, &mut parts).await?;
             }
         }
         parts.sort_by_key(|p| p.part_number);
