@@ -78,6 +78,8 @@ impl FromRequestParts<AppState> for Caller {
         if !valid_user_id(&caller.user_id) {
             return Err(ApiError::InvalidUserId);
         }
+        // The request's span (opened for every request in `api::router`, with its method and
+        // route) carries the user from here on: every log line of the request names them.
         tracing::Span::current().record("user", caller.user_id.as_str());
         Ok(caller)
     }

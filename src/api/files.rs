@@ -73,7 +73,6 @@ fn parse_id(text: &str) -> Result<i64, ApiError> {
 }
 
 #[utoipa::path(get, path = "/files", tag = "files", params(("limit" = Option<String>, Query, description = "1 to 1000 (default 50)"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")), responses((status = 200, description = "The caller's files, newest first", body = FileList), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -97,7 +96,6 @@ const BYTES_PER_FILE: usize = 320;
 
 #[utoipa::path(get, path = "/usage", tag = "files", responses((status = 200, description = "Usage and limits", body = UsageView), crate::api::error_docs::Errors))]
 /// What the caller stores and holds reserved, against the limits.
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn usage(State(state): State<AppState>, caller: Caller) -> Result<Json<UsageView>, ApiError> {
     let usage = state.uploads.usage(&caller).await?;
     let quota = state.uploads.quota();
@@ -111,7 +109,6 @@ async fn usage(State(state): State<AppState>, caller: Caller) -> Result<Json<Usa
 }
 
 #[utoipa::path(get, path = "/files/{id}/download", tag = "files", params(("id" = String, Path, description = "The file's id")), responses((status = 302, description = "Redirect to a short-lived signed GET (or the public URL)"), (status = 200, description = "With Accept: application/json", body = DownloadUrl), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn download(
     State(state): State<AppState>,
     caller: Caller,
@@ -138,7 +135,6 @@ async fn download(
 
 #[utoipa::path(delete, path = "/files/{id}", tag = "files", params(("id" = String, Path, description = "The file's id")), responses((status = 200, description = "Deleted", body = Done), crate::api::error_docs::Errors))]
 /// Deletes one of the caller's files (row marked, object deleted, row deleted).
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Done>, ApiError> {
     state.uploads.delete(&caller, parse_id(&id)?).await?;
     Ok(Json(Done { success: true }))

@@ -32,7 +32,6 @@ pub fn router() -> Router<AppState> {
 }
 
 #[utoipa::path(post, path = "/multipart/start", tag = "multipart", request_body = crate::wire::MultipartStartRequest, responses((status = 200, description = "The key, the upload id and the part size", body = crate::wire::MultipartStarted), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -54,7 +53,6 @@ async fn start(
 }
 
 #[utoipa::path(post, path = "/multipart/urls", tag = "multipart", request_body = crate::wire::PartUrlsRequest, responses((status = 200, description = "Presigned part URLs", body = crate::wire::PartUrls), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn urls(
     State(state): State<AppState>,
     caller: Caller,
@@ -69,7 +67,6 @@ async fn urls(
 }
 
 #[utoipa::path(post, path = "/multipart/complete", tag = "multipart", request_body = crate::wire::MultipartCompleteRequest, responses((status = 200, description = "The joined object, verified and recorded", body = crate::wire::Confirmed), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn complete(
     State(state): State<AppState>,
     caller: Caller,
@@ -84,7 +81,6 @@ async fn complete(
 }
 
 #[utoipa::path(post, path = "/multipart/parts", tag = "multipart", request_body = crate::wire::MultipartPartsRequest, responses((status = 200, description = "The parts the bucket has", body = crate::wire::MultipartParts), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn parts(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,7 +94,6 @@ async fn parts(
 }
 
 #[utoipa::path(post, path = "/multipart/abort", tag = "multipart", request_body = crate::wire::MultipartAbortRequest, responses((status = 200, description = "The upload and its parts are gone", body = crate::wire::Done), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn abort(
     State(state): State<AppState>,
     caller: Caller,

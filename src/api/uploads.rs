@@ -15,7 +15,6 @@ pub fn router() -> Router<AppState> {
 }
 
 #[utoipa::path(post, path = "/presign-b2-upload", tag = "uploads", request_body = PresignRequest, responses((status = 200, description = "A presigned PUT URL and the key Ferry issued", body = PresignResponse), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn presign(
     State(state): State<AppState>,
     caller: Caller,
@@ -39,7 +38,6 @@ async fn presign(
 }
 
 #[utoipa::path(post, path = "/save-b2-metadata", tag = "uploads", request_body = ConfirmRequest, responses((status = 200, description = "The upload, verified and recorded (repeats return the same row)", body = Confirmed), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn confirm(
     State(state): State<AppState>,
     caller: Caller,

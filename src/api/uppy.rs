@@ -60,7 +60,6 @@ struct ParamsQuery {
 #[utoipa::path(get, path = "/s3/params", tag = "uppy", params(("filename" = Option<String>, Query), ("type" = Option<String>, Query)), responses((status = 200, description = "A POST form: {method, url, fields}"), crate::api::error_docs::Errors))]
 /// Companion's single-request path (files up to 5 MiB): a presigned POST form pinning the key
 /// Ferry issues, the type and the size, where the store takes forms (the embedded store).
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn params(
     State(state): State<AppState>,
     caller: Caller,
@@ -89,7 +88,6 @@ struct Created {
 }
 
 #[utoipa::path(post, path = "/s3/multipart", tag = "uppy", request_body = CreateRequest, responses((status = 200, description = "{key, uploadId}"), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,7 +109,6 @@ struct CompanionPart {
 }
 
 #[utoipa::path(get, path = "/s3/multipart/{upload_id}", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "[{PartNumber, Size, ETag}]"), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn list_parts(
     State(state): State<AppState>,
     caller: Caller,
@@ -124,7 +121,6 @@ async fn list_parts(
 }
 
 #[utoipa::path(get, path = "/s3/multipart/{upload_id}/{part_number}", tag = "uppy", params(("upload_id" = String, Path), ("part_number" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "{url, expires}"), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn sign_part(
     State(state): State<AppState>,
     caller: Caller,
@@ -152,7 +148,6 @@ struct CompanionCompletedPart {
 }
 
 #[utoipa::path(post, path = "/s3/multipart/{upload_id}/complete", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), request_body = CompanionComplete, responses((status = 200, description = "{location, key, file}"), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn complete(
     State(state): State<AppState>,
     caller: Caller,
@@ -169,7 +164,6 @@ async fn complete(
 }
 
 #[utoipa::path(delete, path = "/s3/multipart/{upload_id}", tag = "uppy", params(("upload_id" = String, Path), ("key" = Option<String>, Query)), responses((status = 200, description = "{}"), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn abort(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,7 +188,6 @@ struct SignRequest {
 }
 
 #[utoipa::path(post, path = "/uppy/sign", tag = "uppy", request_body = SignRequest, responses((status = 200, description = "{success, url, key}"), crate::api::error_docs::Errors))]
-#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn sign(
     State(state): State<AppState>,
     caller: Caller,
