@@ -117,8 +117,9 @@ fn a_new_data_directory_and_database_are_owner_only() {
     assert_eq!(mode(&dir.path().join("data").join("ferry.db")), 0o600);
 }
 
-#[test]
-fn a_jwks_without_audience_or_issuer_is_warned_about_at_start_up() {
+/// What `ferry serve` prints to its standard output (a pipe, as under systemd or Docker) until it
+/// says it is listening (at most 30 s), with `env` added to a bare environment.
+fn start_up_lines(env: &[(&str, &str)]) -> Vec<String> {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -129,7 +130,7 @@ fn a_jwks_without_audience_or_issuer_is_warned_about_at_start_up() {
         .env("FERRY_DATA_DIR", dir.path().join("data"))
         .env("PORT", "0")
         .env("FERRY_STORE_PORT", "0")
-        .env("FERRY_JWKS_URL", "http://127.0.0.1:9/jwks.json")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -142,21 +143,38 @@ fn a_jwks_without_audience_or_issuer_is_warned_about_at_start_up() {
         }
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut warned = false;
+    let mut lines = Vec::new();
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
         match rx.recv_timeout(left) {
-            Ok(line) if line.contains("WARN") && line.contains("FERRY_JWT_AUDIENCE") => {
-                warned = true;
-                break;
+            Ok(line) => {
+                let listening = line.contains("Ferry API listening");
+                lines.push(line);
+                if listening {
+                    break;
+                }
             }
-            Ok(line) if line.contains("Ferry API listening") => break,
-            Ok(_) => {}
             Err(_) => break,
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(warned, "no start-up warning about a JWKS without audience or issuer");
+    lines
+}
+
+#[test]
+fn a_jwks_without_audience_or_issuer_is_warned_about_at_start_up() {
+    let lines = start_up_lines(&[("FERRY_JWKS_URL", "http://127.0.0.1:9/jwks.json")]);
+    assert!(
+        lines.iter().any(|l| l.contains("WARN") && l.contains("FERRY_JWT_AUDIENCE")),
+        "no start-up warning about a JWKS without audience or issuer: {lines:#?}"
+    );
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
+    let lines = start_up_lines(&[]);
+    assert!(lines.iter().any(|l| l.contains("Ferry API listening")), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "colour codes in a log that is not a terminal: {lines:#?}");
 }
 
 /// Starts `ferry serve` on ports picked here; returns the child and the API address.

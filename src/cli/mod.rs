@@ -112,13 +112,19 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Installs the log subscriber. Signing and HTTP internals are capped at `info`, whatever
-/// `RUST_LOG` says, because their debug output includes presigned URLs.
+/// `RUST_LOG` says, because their debug output includes presigned URLs. Colours only on a
+/// terminal: a log read from a pipe or a file (systemd, Docker) gets plain text.
 pub fn init_tracing() {
+    use std::io::IsTerminal as _;
     let base = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     let filter =
         tracing_subscriber::EnvFilter::try_new(format!("{base},s3s=warn,hyper=info,hyper_util=info,reqwest=info"))
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
 }
 
 /// Runs the command.
