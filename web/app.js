@@ -118,8 +118,20 @@ function progressReporter(row, total) {
   };
 }
 
+/** What a cancelled transfer's steps reject with. */
+const cancelled = () => new ApiFailure(0, { code: "cancelled", error: "Cancelled." });
+
+/** Stops a transfer: requests in flight are aborted, hashing ends, and no step starts after
+ *  (a part waiting for a fresh URL, a file whose hash is still being computed). */
+function stopTransfer(transfer) {
+  transfer.stopped = true;
+  transfer.hashing?.();
+  for (const xhr of transfer.requests) xhr.abort();
+}
+
 /** PUTs `body` to a presigned URL with the signed `headers`; resolves with the store's ETag. */
 function sendToBucket(url, body, headers, onProgress, transfer) {
+  if (transfer.stopped) return Promise.reject(cancelled());
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("PUT", url);
@@ -131,7 +143,7 @@ function sendToBucket(url, body, headers, onProgress, transfer) {
       else reject(new ApiFailure(xhr.status, { code: "store-refused" }));
     };
     xhr.onerror = () => { transfer.requests.delete(xhr); reject(new ApiFailure(0, { code: "store-blocked" })); };
-    xhr.onabort = () => { transfer.requests.delete(xhr); reject(new ApiFailure(0, { code: "cancelled", error: "Cancelled." })); };
+    xhr.onabort = () => { transfer.requests.delete(xhr); reject(cancelled()); };
     transfer.requests.add(xhr);
     xhr.send(body);
   });
@@ -140,9 +152,10 @@ function sendToBucket(url, body, headers, onProgress, transfer) {
 /** The file's MD5 (base64), hashed by a worker so the page stays responsive. */
 function md5Of(file, row, transfer) {
   return new Promise((resolve, reject) => {
+    if (transfer.stopped) return reject(cancelled());
     const worker = new Worker("/md5-worker.js");
-    transfer.hashing = worker;
     const finish = () => { worker.terminate(); transfer.hashing = null; };
+    transfer.hashing = () => { finish(); reject(cancelled()); };
     worker.onmessage = ({ data }) => {
       if (data.md5) { finish(); resolve(data.md5); }
       else if (data.error) { finish(); reject(new Error(data.error)); }
@@ -273,8 +286,8 @@ async function upload(file, row) {
   row.progress.value = 0;
   row.status.textContent = "Preparing…";
   const contentType = file.type || "application/octet-stream";
-  const transfer = { requests: new Set(), abandon: null };
-  row.cancel.onclick = () => { for (const xhr of transfer.requests) xhr.abort(); };
+  const transfer = { requests: new Set(), abandon: null, hashing: null, stopped: false };
+  row.cancel.onclick = () => stopTransfer(transfer);
   try {
     if (file.size > session.config.multipartThreshold) await uploadInParts(file, contentType, row, transfer);
     else await uploadWhole(file, contentType, row, transfer);
@@ -284,7 +297,7 @@ async function upload(file, row) {
     row.cancel.hidden = true;
     refreshList();
   } catch (err) {
-    for (const xhr of transfer.requests) xhr.abort();
+    stopTransfer(transfer);
     // Cancelled: forget it. Failed otherwise: keep it, so Retry (or choosing the file again,
     // even after a reload) sends only the missing parts.
     if (err.code === "cancelled") transfer.abandon?.();

@@ -43,7 +43,8 @@ async fn the_upload_page_uploads_lists_and_downloads_in_a_real_browser() {
     );
     // Each part reached the store once: four of the 48 MiB video (its dropped attempt never
     // reached it), three of the resumed 48 MiB file (without resuming, the reload would have
-    // cost at least one more); the doomed and cancelled parts never reached it.
+    // cost at least one more); the doomed and cancelled parts never reached it, nor the part
+    // whose fresh URL came after Cancel.
     assert_eq!(app.parts_stored().await, 7);
     // The small file went in one PUT with the MD5 the page computed (in a worker), which the
     // store checked and Ferry recorded; the large one went in parts, without a whole-file digest.

@@ -101,6 +101,7 @@ try {
     if (mode === "doomed" && partNumber === 1) return route.abort("connectionreset");
     if (mode === "stall") return new Promise(() => {}); // held until the page cancels it
     if (mode === "big" && partNumber === 2 && attempt === 1) return route.abort("connectionreset");
+    if (mode === "late" && attempt === 1) return route.abort("connectionreset");
     counted.add(request);
     inFlight += 1;
     maxInFlight = Math.max(maxInFlight, inFlight);
@@ -152,6 +153,34 @@ try {
   const afterAbort = await fetch(heldPart.url(), { method: "PUT", body: "late part" });
   assert.equal(afterAbort.status, 404, "the aborted upload is gone from the bucket");
   assert.match(await afterAbort.text(), /NoSuchUpload/);
+
+  // Cancel while a part waits for a fresh URL (its first attempt failed; the page is asking Ferry
+  // to sign it again, and that answer is held here until after the click): nothing is in flight
+  // to abort, and the part must not start once the URL arrives. The upload is aborted instead.
+  mode = "late";
+  let urlCalls = 0;
+  let releaseUrls;
+  const urlsHeld = new Promise((resolve) => { releaseUrls = resolve; });
+  let resigning;
+  const resignAsked = new Promise((resolve) => { resigning = resolve; });
+  const isUrls = (url) => url.pathname === "/multipart/urls";
+  await page.route(isUrls, async (route) => {
+    urlCalls += 1;
+    if (urlCalls === 2) { resigning(); await urlsHeld; }
+    return route.continue();
+  });
+  const lateAborted = page.waitForResponse((r) => r.url().endsWith("/multipart/abort"), { timeout: 60_000 });
+  await page.setInputFiles("#file-input", { name: "late.bin", mimeType: "application/octet-stream", buffer: randomBytes(9 * 1024 * 1024) });
+  await resignAsked;
+  const late = page.locator("#transfers li", { hasText: "late.bin" });
+  await late.getByRole("button", { name: "Cancel" }).click();
+  releaseUrls();
+  assert.equal((await lateAborted).status(), 200, "the upload cancelled while waiting for a URL was aborted");
+  await late.locator(".transfer-status.error").waitFor({ timeout: 30_000 });
+  assert.match(await late.locator(".transfer-status").innerText(), /Cancelled/);
+  assert.deepEqual(partRequests.filter((p) => p.mode === "late").map((p) => p.attempt), [1],
+    "the part that waited for its fresh URL did not start after Cancel");
+  await page.unroute(isUrls);
   await page.unroute(isPart);
 
   // A reload in the middle of a multipart upload: choosing the same file again sends only the
