@@ -183,7 +183,8 @@ async function uploadWhole(file, contentType, row, transfer) {
 // Each unfinished multipart upload is remembered in this browser (key, upload id, part size),
 // under the signed-in user and a fingerprint of the file (name, size, last modified). Choosing
 // the same file again, after a reload or a failure, asks Ferry which parts the bucket has and
-// sends only the others. Finished or cancelled uploads are forgotten.
+// sends only the others. Finished or cancelled uploads are forgotten, and so is any record past
+// its upload's confirm window (`resumeWindowSeconds`), when the page loads or the file is chosen.
 
 /** Who is signed in, for the resume records (a token's `sub`, read without verifying it). */
 function whoAmI() {
@@ -195,15 +196,35 @@ function whoAmI() {
   }
 }
 
+const RESUME_PREFIX = "ferry-upload:";
+
 function resumeKey(file) {
-  return `ferry-upload:${whoAmI()}:${file.name}:${file.size}:${file.lastModified}`;
+  return `${RESUME_PREFIX}${whoAmI()}:${file.name}:${file.size}:${file.lastModified}`;
+}
+
+/** Whether a resume record is past the window in which its upload could still be confirmed
+ *  (records from before they carried a date count as past it). */
+function resumeExpired(saved) {
+  return !(saved?.startedAt > Date.now() - session.config.resumeWindowSeconds * 1000);
+}
+
+/** Forgets the resume records, of any user, whose uploads can no longer be confirmed: a file
+ *  never chosen again leaves nothing behind in the browser for long. */
+function forgetExpiredUploads() {
+  for (const key of Object.keys(localStorage)) {
+    if (!key.startsWith(RESUME_PREFIX)) continue;
+    let saved = null;
+    try { saved = JSON.parse(localStorage.getItem(key)); } catch { /* unreadable: forget it */ }
+    if (resumeExpired(saved)) localStorage.removeItem(key);
+  }
 }
 
 /** The remembered upload of this file and the parts that arrived, or a new upload. */
 async function resumeOrStart(file, contentType) {
   const key = resumeKey(file);
   const saved = JSON.parse(localStorage.getItem(key) || "null");
-  if (saved) {
+  if (saved && resumeExpired(saved)) localStorage.removeItem(key);
+  else if (saved) {
     try {
       const ids = { objectKey: saved.objectKey, uploadId: saved.uploadId };
       const { parts } = await api("/multipart/parts", { method: "POST", body: ids });
@@ -218,7 +239,9 @@ async function resumeOrStart(file, contentType) {
     method: "POST",
     body: { fileName: file.name, contentType, size: file.size },
   });
-  const upload = { objectKey: start.objectKey, uploadId: start.uploadId, partSize: start.partSize, partCount: start.partCount };
+  const upload = {
+    objectKey: start.objectKey, uploadId: start.uploadId, partSize: start.partSize, partCount: start.partCount, startedAt: Date.now(),
+  };
   localStorage.setItem(key, JSON.stringify(upload));
   return { ...upload, arrived: [] };
 }
@@ -426,6 +449,7 @@ $("more-files").addEventListener("click", () => refreshList(true));
 async function start() {
   session.config = await (await fetch("/page-config")).json();
   session.mode = session.config.auth;
+  forgetExpiredUploads();
   const types = session.config.allowedTypes.length ? session.config.allowedTypes.join(", ") : "any type";
   $("limits").textContent = `Up to ${humanSize(session.config.maxFileSize)} per file; ${types}.`;
   if (session.mode === "dev") {

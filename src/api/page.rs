@@ -76,6 +76,7 @@ async fn page_config(State(state): State<AppState>) -> Json<serde_json::Value> {
         "maxFileSize": state.uploads.policy().max_file_size,
         "multipartThreshold": state.page.multipart_threshold,
         "checksumMaxSize": state.page.checksum_max_size,
+        "resumeWindowSeconds": state.uploads.confirm_window().as_secs(),
         "allowedTypes": state.uploads.policy().allowed_patterns(),
     }))
 }

@@ -116,6 +116,12 @@ impl Uploads {
         self.timings.url_ttl
     }
 
+    /// How long after its start an upload can still be confirmed (and so resumed): its URLs'
+    /// lifetime plus the grace after it.
+    pub fn confirm_window(&self) -> Duration {
+        self.timings.url_ttl + self.timings.confirm_grace
+    }
+
     /// The per-user limits.
     pub fn quota(&self) -> &Quota {
         &self.quota

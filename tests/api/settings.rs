@@ -10,7 +10,7 @@ crate::on_one_backend!(
     ferry_store_public_url_is_the_host_urls_are_signed_for,
     ferry_store_bucket_names_the_embedded_stores_bucket,
     s3_public_endpoint_and_s3_region_shape_urls_for_an_external_bucket,
-    the_page_is_told_its_multipart_threshold_and_checksum_limit,
+    the_page_is_told_its_multipart_threshold_checksum_limit_and_resume_window,
 );
 
 fn query_value(url: &str, name: &str) -> String {
@@ -67,10 +67,15 @@ async fn s3_public_endpoint_and_s3_region_shape_urls_for_an_external_bucket(back
     assert!(query_value(url, "X-Amz-Credential").contains("/eu-central-1/s3/aws4_request"), "{url}");
 }
 
-async fn the_page_is_told_its_multipart_threshold_and_checksum_limit(backend: Backend) {
+async fn the_page_is_told_its_multipart_threshold_checksum_limit_and_resume_window(backend: Backend) {
     let app = spawn_app_with(
         backend,
-        &[("FERRY_PAGE_MULTIPART_THRESHOLD", "12345678"), ("FERRY_PAGE_CHECKSUM_MAX_SIZE", "2345")],
+        &[
+            ("FERRY_PAGE_MULTIPART_THRESHOLD", "12345678"),
+            ("FERRY_PAGE_CHECKSUM_MAX_SIZE", "2345"),
+            ("FERRY_UPLOAD_URL_TTL", "600"),
+            ("FERRY_CONFIRM_GRACE", "120"),
+        ],
     )
     .await;
     let config: serde_json::Value = app.http.get(app.url("/page-config")).send().await.unwrap().json().await.unwrap();
@@ -78,4 +83,6 @@ async fn the_page_is_told_its_multipart_threshold_and_checksum_limit(backend: Ba
         (config["multipartThreshold"].as_u64(), config["checksumMaxSize"].as_u64()),
         (Some(12345678), Some(2345))
     );
+    // A resume record is worth keeping while its upload can still be confirmed.
+    assert_eq!(config["resumeWindowSeconds"].as_u64(), Some(720));
 }

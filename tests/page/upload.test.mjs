@@ -183,6 +183,22 @@ try {
   await page.unroute(isUrls);
   await page.unroute(isPart);
 
+  // Resume records past their upload's confirm window are forgotten when the page loads, whoever
+  // they belong to (an upload started two hours ago, a record from before records were dated);
+  // one started a minute ago is kept.
+  const window = await page.evaluate(async () => (await (await fetch("/page-config")).json()).resumeWindowSeconds);
+  assert.ok(window > 0 && window < 2 * 3600, `the test's old record must be past the window (${window} s)`);
+  await page.evaluate(() => {
+    const record = (startedAt) => JSON.stringify({ objectKey: "k", uploadId: "u", partSize: 1, partCount: 1, startedAt });
+    localStorage.setItem("ferry-upload:someone:old.bin:1:1", record(Date.now() - 2 * 3600 * 1000));
+    localStorage.setItem("ferry-upload:someone:undated.bin:1:1", JSON.stringify({ objectKey: "k", uploadId: "u" }));
+    localStorage.setItem("ferry-upload:someone:recent.bin:1:1", record(Date.now() - 60 * 1000));
+  });
+  await signIn(page, env("FERRY_PAGE_URL"), "page-user"); // reloads the page
+  const kept = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("ferry-upload:someone:")));
+  assert.deepEqual(kept, ["ferry-upload:someone:recent.bin:1:1"], "only the record still in its window is kept");
+  await page.evaluate(() => localStorage.removeItem("ferry-upload:someone:recent.bin:1:1"));
+
   // A reload in the middle of a multipart upload: choosing the same file again sends only the
   // parts the bucket does not have (the test also counts them at the store).
   const resumable = path.join(tmpdir(), `ferry-resume-${process.pid}.bin`);
