@@ -233,73 +233,74 @@ struct PartXml {
 
 #[utoipa::path(post, path = "/uppy/complete", tag = "uppy", params(("grant" = Option<String>, Query)), request_body(content = String, content_type = "application/xml", description = "S3's CompleteMultipartUpload XML"), responses((status = 200, description = "S3's CompleteMultipartUploadResult XML", content_type = "application/xml"), crate::api::error_docs::XmlErrors))]
 /// The last step of a `signRequest` multipart upload: complete in the bucket, then confirm.
+/// (Errors go out as S3 XML: [`grant_errors_as_s3`].)
 async fn complete_granted(
     State(state): State<AppState>,
     query: Result<Query<GrantQuery>, axum::extract::rejection::QueryRejection>,
-    body: String,
-) -> Response {
-    let result = async {
-        let grant = grant_of(query)?;
-        let parsed: CompleteXml = quick_xml::de::from_str(&body)
-            .map_err(|_| ApiError::InvalidBody("not a CompleteMultipartUpload XML body".into()))?;
-        if parsed.parts.is_empty() {
-            return Err(ApiError::MissingField("Part"));
-        }
-        let parts = parsed.parts.into_iter().map(|p| (p.number, p.etag)).collect();
-        Ok(state.uploads.complete_granted(&grant, parts).await?)
+    body: Result<String, axum::extract::rejection::StringRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+        _ => ApiError::InvalidBody("the body is not UTF-8 text".into()),
+    })?;
+    let grant = grant_of(query)?;
+    let parsed: CompleteXml = quick_xml::de::from_str(&body)
+        .map_err(|_| ApiError::InvalidBody("not a CompleteMultipartUpload XML body".into()))?;
+    if parsed.parts.is_empty() {
+        return Err(ApiError::MissingField("Part"));
     }
-    .await;
-    match result {
-        Ok((grant, record)) => {
-            let body = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-                 <CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
-                 <Location>{}</Location><Key>{}</Key><ETag>&quot;{}&quot;</ETag></CompleteMultipartUploadResult>",
-                xml_escape(record.file_url.as_deref().unwrap_or_default()),
-                xml_escape(&grant.key),
-                xml_escape(record.etag.as_deref().unwrap_or_default()),
-            );
-            ([(header::CONTENT_TYPE, "application/xml")], body).into_response()
-        }
-        Err(e) => xml_error(e),
-    }
+    let parts = parsed.parts.into_iter().map(|p| (p.number, p.etag)).collect();
+    let (grant, record) = state.uploads.complete_granted(&grant, parts).await?;
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+         <Location>{}</Location><Key>{}</Key><ETag>&quot;{}&quot;</ETag></CompleteMultipartUploadResult>",
+        xml_escape(record.file_url.as_deref().unwrap_or_default()),
+        xml_escape(&grant.key),
+        xml_escape(record.etag.as_deref().unwrap_or_default()),
+    );
+    Ok(([(header::CONTENT_TYPE, "application/xml")], body).into_response())
 }
 
 #[utoipa::path(delete, path = "/uppy/abort", tag = "uppy", params(("grant" = Option<String>, Query)), responses((status = 204, description = "Aborted"), crate::api::error_docs::XmlErrors))]
+/// (Errors go out as S3 XML: [`grant_errors_as_s3`].)
 async fn abort_granted(
     State(state): State<AppState>,
     query: Result<Query<GrantQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let result = async {
-        let grant = grant_of(query)?;
-        Ok::<_, ApiError>(state.uploads.abort_granted(&grant).await?)
-    }
-    .await;
-    match result {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => xml_error(e),
-    }
+) -> Result<StatusCode, ApiError> {
+    let grant = grant_of(query)?;
+    state.uploads.abort_granted(&grant).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// An S3-style error (Uppy reads `x-amz-error-code` and the XML), with the API's status, code
-/// and words; logged as the JSON errors are.
-fn xml_error(e: ApiError) -> Response {
-    let (status, code, message) = (e.status(), e.code(), e.to_string());
-    // The JSON answer logs the cause and carries the code for the metrics; keep both.
-    let mut response = e.into_response();
+/// Uppy treats the two grant routes as S3, so their errors go out as S3's XML (`<Error>` with
+/// the API's stable code and words, the code also in `x-amz-error-code`, the same status and
+/// headers such as `Retry-After`), wherever they were made: in the handler, or around it by the
+/// rate limit, the method router or the body limit. Every API error is made (and logged, and
+/// counted) as JSON first; this rewrites only the body of those answered on the two routes.
+pub async fn grant_errors_as_s3(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let grant_route = matches!(req.uri().path(), "/uppy/complete" | "/uppy/abort");
+    let response = next.run(req).await;
+    let code = match response.extensions().get::<super::error::ErrorCode>() {
+        Some(super::error::ErrorCode(code)) if grant_route => *code,
+        _ => return response,
+    };
+    let (mut parts, body) = response.into_parts();
+    // The API's own error body: a few hundred bytes.
+    let message = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|json| json["error"].as_str().map(str::to_owned))
+        .unwrap_or_default();
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message></Error>",
         xml_escape(&message)
     );
-    *response.body_mut() = axum::body::Body::from(body);
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, "application/xml".parse().expect("static header"));
-    headers.remove(header::CONTENT_LENGTH);
-    if let Ok(value) = code.parse() {
-        headers.insert("x-amz-error-code", value);
-    }
-    response
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/xml"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert("x-amz-error-code", header::HeaderValue::from_static(code));
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 fn xml_escape(text: &str) -> String {

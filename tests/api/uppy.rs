@@ -317,7 +317,47 @@ async fn a_form_sent_in_awkward_pieces_is_stored(backend: Backend) {
     assert_eq!(confirmed.body["file"]["size"].as_u64(), Some(file.len() as u64));
 }
 
-crate::on_one_backend!(a_form_sent_in_awkward_pieces_is_stored);
+/// The grant routes are S3 to Uppy: every refusal there is S3 XML with the stable code in
+/// `<Code>` and `x-amz-error-code`, including those made before the handler runs (the method
+/// router's 405, the body limit's 413, the rate limit's 429 with its `Retry-After`).
+async fn the_grant_routes_refuse_in_s3_xml_whoever_refuses(backend: Backend) {
+    let app =
+        crate::helpers::spawn_app_with(backend, &[("FERRY_RATE_LIMIT", "1"), ("FERRY_RATE_LIMIT_BURST", "3")]).await;
+    async fn s3_error(response: reqwest::Response) -> (StatusCode, String, String, reqwest::header::HeaderMap) {
+        let (status, headers) = (response.status(), response.headers().clone());
+        let header_code = headers.get("x-amz-error-code").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let xml = response.text().await.unwrap();
+        assert_eq!(headers["content-type"], "application/xml", "{xml}");
+        assert_eq!(text_between(&xml, "Code"), Some(header_code.as_str()), "{xml}");
+        assert!(!text_between(&xml, "Message").unwrap_or_default().is_empty(), "{xml}");
+        (status, header_code, xml, headers)
+    }
+    let (status, code, ..) = s3_error(app.http.get(app.url("/uppy/complete?grant=x")).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"));
+    let too_big = vec![b'x'; 2 * MIB];
+    let answer = app.http.post(app.url("/uppy/complete?grant=x")).body(too_big).send().await.unwrap();
+    let (status, code, ..) = s3_error(answer).await;
+    assert_eq!((status, code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"));
+    // The rate limit (a burst of 3, already partly spent above) refuses before the grant is read.
+    let mut limited = None;
+    for _ in 0..10 {
+        let answer = app.http.delete(app.url("/uppy/abort?grant=x")).send().await.unwrap();
+        let (status, code, _, headers) = s3_error(answer).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((code, headers));
+            break;
+        }
+        assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "upload-not-issued"));
+    }
+    let (code, headers) = limited.expect("10 requests in a burst of 3 must be limited");
+    assert_eq!(code, "rate-limited");
+    assert!(headers.contains_key("retry-after"));
+    // Elsewhere the API's errors stay JSON.
+    let json = app.http.get(app.url("/no-such-route")).send().await.unwrap();
+    assert_eq!(json.headers()["content-type"], "application/json");
+}
+
+crate::on_one_backend!(a_form_sent_in_awkward_pieces_is_stored, the_grant_routes_refuse_in_s3_xml_whoever_refuses);
 
 crate::on_both_backends!(
     companion_routes_on_the_embedded_store,
