@@ -59,7 +59,12 @@ impl AppState {
     pub fn new(core: &Core, cfg: &Config) -> Self {
         Self(Arc::new(Shared {
             draining: Arc::default(),
-            rate_limit: super::limits::RateLimit::new(cfg.limits.rate_per_second, cfg.limits.rate_burst).map(Arc::new),
+            rate_limit: super::limits::RateLimit::new(
+                cfg.limits.rate_per_second,
+                cfg.limits.rate_burst,
+                cfg.limits.trusted_proxies.clone(),
+            )
+            .map(Arc::new),
             dev_hosts: (core.auth.is_dev() && !cfg.server.insecure_dev_auth)
                 .then(|| Arc::new(super::limits::dev_hosts(&cfg.server.cors_origins))),
             uploads: core.uploads.clone(),

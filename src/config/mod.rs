@@ -72,6 +72,9 @@ pub struct LimitsConfig {
     pub rate_per_second: u32,
     /// Requests a client may make in a burst above the sustained rate.
     pub rate_burst: u32,
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client for the rate
+    /// limit; empty: the header is ignored and the connection's peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Serve `/metrics` on this address only (not on the API), when set.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// On shutdown, how long requests in flight may take to finish.
@@ -261,6 +264,7 @@ impl Config {
                 max_connections: parse_or(&get, "FERRY_MAX_CONNECTIONS", defaults::MAX_CONNECTIONS)?,
                 rate_per_second: parse_or(&get, "FERRY_RATE_LIMIT", defaults::RATE_PER_SECOND)?,
                 rate_burst: parse_or(&get, "FERRY_RATE_LIMIT_BURST", defaults::RATE_BURST)?,
+                trusted_proxies: trusted_proxies(get("FERRY_TRUSTED_PROXIES"))?,
                 shutdown_grace: seconds_or(&get, "FERRY_SHUTDOWN_GRACE", defaults::SHUTDOWN_GRACE)?,
                 metrics_addr: get("FERRY_METRICS_ADDR")
                     .map(|a| {
@@ -346,6 +350,26 @@ fn cors_origins(value: Option<String>) -> Result<Vec<String>, ConfigError> {
         origins.push(serialized);
     }
     Ok(origins)
+}
+
+/// `FERRY_TRUSTED_PROXIES`: comma-separated addresses (`10.0.0.7`, `::1`) or networks
+/// (`10.0.0.0/8`, `fd00::/8`).
+fn trusted_proxies(value: Option<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    var: "FERRY_TRUSTED_PROXIES",
+                    reason: format!("{entry:?} is neither an address nor a network (like 10.0.0.7 or 10.0.0.0/8)"),
+                })
+        })
+        .collect()
 }
 
 fn parse_or<T: std::str::FromStr>(

@@ -70,6 +70,16 @@ fn secrets_are_redacted_in_debug_output() {
 }
 
 #[test]
+fn trusted_proxies_are_addresses_or_networks_and_anything_else_is_a_start_up_error() {
+    let cfg = config(&[("FERRY_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,fd00::/8")]).unwrap();
+    let proxies: Vec<String> = cfg.limits.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+    assert!(config(&[]).unwrap().limits.trusted_proxies.is_empty());
+    let err = config(&[("FERRY_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal")]).unwrap_err().to_string();
+    assert!(err.contains("FERRY_TRUSTED_PROXIES") && err.contains("proxy.internal"), "{err}");
+}
+
+#[test]
 fn a_wildcard_or_malformed_cors_origin_is_a_start_up_error_naming_the_variable() {
     for bad in ["*", "null", "app.example", "https://app.example/path", "ftp://x.example"] {
         let err = config(&[("FERRY_CORS_ORIGINS", bad)]).unwrap_err();

@@ -29,6 +29,7 @@ crate::on_one_backend!(
     connections_that_never_finish_their_headers_are_closed_and_capped,
     a_body_that_stalls_is_cut_off,
     clients_over_the_rate_limit_get_429_with_retry_after,
+    behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit,
     ferry_insecure_dev_auth_allows_dev_mode_off_loopback_and_any_host,
     a_request_head_over_64_kib_is_refused_on_both_listeners,
 );
@@ -193,6 +194,42 @@ async fn clients_over_the_rate_limit_get_429_with_retry_after(backend: Backend) 
     // Reading is not limited, nor are the health checks.
     assert_eq!(app.get_as("user_123", "/files").await.status(), StatusCode::OK);
     still_answers(&app).await;
+}
+
+/// Behind a trusted proxy (here: loopback, where the test's requests come from) each client the
+/// proxy names in `X-Forwarded-For` has its own limit; an address a client put in the header
+/// itself, left of the proxy's, changes nothing. Without the setting the header is ignored.
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(backend: Backend) {
+    let limits = [("FERRY_RATE_LIMIT", "1"), ("FERRY_RATE_LIMIT_BURST", "3")];
+    let presign = |app: &crate::helpers::TestApp, forwarded: &'static str| {
+        app.http
+            .post(app.url("/presign-b2-upload"))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({ "fileName": "a.txt", "contentType": "text/plain" }))
+            .send()
+    };
+    let app = spawn_app_with(backend, &[limits[0], limits[1], ("FERRY_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let mut limited = false;
+    for _ in 0..10 {
+        let status = presign(&app, "203.0.113.7").await.unwrap().status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(limited, "10 presigns from one forwarded client in a burst of 3 must be limited");
+    assert_eq!(presign(&app, "198.51.100.9").await.unwrap().status(), StatusCode::OK, "another client is not");
+    let spoofed = presign(&app, "198.51.100.10, 203.0.113.7").await.unwrap().status();
+    assert_eq!(spoofed, StatusCode::TOO_MANY_REQUESTS, "a client's own entry is not believed");
+
+    let untrusting = spawn_app_with(backend, &limits).await;
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let forwarded: &'static str = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"][i % 5];
+        statuses.push(presign(&untrusting, forwarded).await.unwrap().status());
+    }
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "without trusted proxies the header is ignored");
 }
 
 async fn a_confirmed_object_cannot_be_replaced_through_its_upload_url(backend: Backend) {
