@@ -52,9 +52,9 @@ impl RateLimit {
         if !trusted(&client) {
             return Some(client);
         }
-        let forwarded = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
-        let entries: Vec<&str> = forwarded.flat_map(|v| v.split(',')).map(str::trim).collect();
-        for entry in entries.iter().rev() {
+        // Right to left: the last header line first, and each line's list from its end.
+        let forwarded = req.headers().get_all("x-forwarded-for").iter().rev().filter_map(|v| v.to_str().ok());
+        for entry in forwarded.flat_map(|v| v.rsplit(',')).map(str::trim) {
             let Ok(ip) = entry.parse::<IpAddr>() else { break };
             client = ip;
             if !trusted(&client) {

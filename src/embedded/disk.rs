@@ -183,7 +183,7 @@ impl Disk {
         let file = TempFile { path: self.root.join(".tmp").join(Uuid::new_v4().to_string()), committed: false };
         // Written in large buffers: each write is a trip to the blocking pool.
         let created = create_private_file(&file.path).await.map_err(WriteError::Io)?;
-        let mut out = ChunkedWriter::new(created.into_std().await);
+        let mut out = ChunkedWriter::new(created);
         let mut md5 = Md5::new();
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
@@ -521,8 +521,9 @@ impl ChunkedWriter {
 }
 
 /// Creates a new owner-only (0600) file; fails if `path` exists.
-async fn create_private_file(path: &Path) -> io::Result<tokio::fs::File> {
-    tokio::fs::OpenOptions::from(private_options()).create_new(true).open(path).await
+async fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
+    let path = path.to_owned();
+    blocking(move || private_options().create_new(true).open(path)).await
 }
 
 /// The extended attribute that seals a blob.

@@ -430,18 +430,26 @@ impl PostgresMetadata {
 /// Read committed whatever the server's default: each statement's snapshot is taken when it
 /// starts, so a statement after the quota lock sees every write of the lock's previous holder.
 const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+/// The settings every per-user transaction starts with (one text for both statements below, so
+/// a setting added here is in force for every caller), then `$extra`.
+macro_rules! set_caller {
+    ($($extra:literal)?) => {
+        concat!(
+            "SELECT set_config('request.jwt.claims', $1, true), set_config('statement_timeout', $2, true), \
+             set_config('plan_cache_mode', 'force_generic_plan', true)"
+            $(, $extra)?
+        )
+    };
+}
 /// Publishes the caller for row-level security, for this transaction only, and has the statement
 /// after it use its prepared statement's generic plan. Every per-user statement is an index
 /// lookup by user, key or id whose best plan does not depend on the values; left to choose,
 /// Postgres kept planning the list's SELECT again on every call (its generic plan, costed for an
 /// unknown `LIMIT`, looked dearer than a custom one): a third of Postgres's time under the list
 /// benchmark, gone with the generic plan (README, Benchmarks).
-const SET_CALLER: &str = "SELECT set_config('request.jwt.claims', $1, true), set_config('statement_timeout', $2, true), \
-     set_config('plan_cache_mode', 'force_generic_plan', true)";
+const SET_CALLER: &str = set_caller!();
 /// [`SET_CALLER`], then waits for the caller's quota lock (released at commit or rollback).
-const SET_CALLER_LOCKED: &str = "SELECT set_config('request.jwt.claims', $1, true), \
-     set_config('statement_timeout', $2, true), set_config('plan_cache_mode', 'force_generic_plan', true), \
-     pg_advisory_xact_lock(hashtextextended('ferry.quota/' || $3, 0))";
+const SET_CALLER_LOCKED: &str = set_caller!(", pg_advisory_xact_lock(hashtextextended('ferry.quota/' || $3, 0))");
 /// A user's (`$3`) files but `$1` (the key being recorded or reserved), and their reservations
 /// valid at `$8`: count and bytes.
 const USED: &str = "SELECT \
