@@ -16,7 +16,6 @@ pub(super) const MAX_PUT_SIZE: i64 = 5 * 1024 * 1024 * 1024;
 /// S3's smallest part (except the last).
 pub(super) const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub(super) const MAX_KEY_BYTES: usize = 1024;
-pub(super) const READ_CHUNK: usize = 64 * 1024;
 
 pub struct Backend {
     pub(super) disk: Arc<Disk>,

@@ -119,6 +119,7 @@ mod tests {
             headers: Default::default(),
             upload_id: None,
             part_sizes: Vec::new(),
+            parted: false,
         }
     }
 

@@ -7,18 +7,16 @@
 
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Response, S3Result, s3_error};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::backend::*;
-use super::disk::ObjectMeta;
+use super::disk::{ObjectBytes, ObjectMeta};
 
 /// The source object, opened, once its `x-amz-copy-source-if-*` conditions hold.
 async fn open_source(
     backend: &Backend,
     source: &CopySource,
     conditions: ReadConditions,
-) -> S3Result<(ObjectMeta, tokio::fs::File)> {
+) -> S3Result<(ObjectMeta, ObjectBytes)> {
     let CopySource::Bucket { bucket, key, version_id } = source else {
         return Err(s3_error!(NotImplemented, "copying from an access point is not supported"));
     };
@@ -52,7 +50,7 @@ pub async fn copy_object(
         if_modified_since: input.copy_source_if_modified_since.clone(),
         if_unmodified_since: input.copy_source_if_unmodified_since.clone(),
     };
-    let (source, file) = open_source(backend, &input.copy_source, conditions).await?;
+    let (source, bytes) = open_source(backend, &input.copy_source, conditions).await?;
     let replace = match input.metadata_directive.as_ref().map(MetadataDirective::as_str) {
         None | Some(MetadataDirective::COPY) => false,
         Some(MetadataDirective::REPLACE) => true,
@@ -74,8 +72,8 @@ pub async fn copy_object(
         return Err(s3_error!(InvalidRequest, "The source is larger than CopyObject accepts: use UploadPartCopy"));
     }
     backend.check_writable(&input.bucket, &input.key, &Conditions::default()).await?;
-    let stream = ReaderStream::with_capacity(file, READ_CHUNK);
-    let written = backend.disk.write_temp(Box::pin(stream), limit, |_| {}).await.map_err(write_failed)?;
+    let stream = bytes.range(0, source.size).await.map_err(internal)?;
+    let written = backend.disk.write_temp(stream, limit, |_| {}).await.map_err(write_failed)?;
     let (content_type, content_disposition, headers) = if replace {
         let mut headers = stored_headers(
             input.cache_control,
@@ -101,6 +99,7 @@ pub async fn copy_object(
         headers,
         upload_id: None,
         part_sizes: Vec::new(),
+        parted: false,
     };
     let meta = backend.disk.commit(&input.bucket, meta, written.file, |_| Ok(())).await.map_err(commit_failed)?;
     Ok(S3Response::new(CopyObjectOutput {
@@ -123,7 +122,7 @@ pub async fn upload_part_copy(
         if_modified_since: input.copy_source_if_modified_since.clone(),
         if_unmodified_since: input.copy_source_if_unmodified_since.clone(),
     };
-    let (source, mut file) = open_source(backend, &input.copy_source, conditions).await?;
+    let (source, bytes) = open_source(backend, &input.copy_source, conditions).await?;
     let range = match &input.copy_source_range {
         None => 0..source.size,
         Some(text) => {
@@ -132,15 +131,14 @@ pub async fn upload_part_copy(
             range.check(source.size).map_err(|_| s3_error!(InvalidRange))?
         }
     };
-    file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(internal)?;
-    let stream = ReaderStream::with_capacity(file.take(range.end - range.start), READ_CHUNK);
+    let stream = bytes.range(range.start, range.end - range.start).await.map_err(internal)?;
     let part = super::multipart::PartOf {
         bucket: &input.bucket,
         key: &input.key,
         upload_id: &input.upload_id,
         number: input.part_number,
     };
-    let (etag, _) = super::multipart::store_part(backend, &part, Box::pin(stream), None, None).await?;
+    let (etag, _) = super::multipart::store_part(backend, &part, stream, None, None).await?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(etag)),

@@ -15,7 +15,8 @@ pub struct ObjectMeta {
     pub content_type: Option<String>,
     pub content_disposition: Option<String>,
     pub last_modified: chrono::DateTime<chrono::Utc>,
-    /// File name of the blob beside this metadata file.
+    /// File name of the blob beside this metadata file: the object's bytes, or (when
+    /// `parted`) a directory holding them as one file per part.
     pub blob: String,
     /// Set once Ferry confirmed the object: no write may replace it any more.
     /// (Metadata written before sealing existed has no such field: not sealed.)
@@ -31,6 +32,11 @@ pub struct ObjectMeta {
     /// A multipart object's part sizes, in order (for `?partNumber=`); empty for any other.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub part_sizes: Vec<u64>,
+    /// The blob is a directory of the parts, `00000`, `00001`, ... in order, sized as
+    /// `part_sizes` says: a multipart completion links the uploaded parts into place rather
+    /// than copying them into one file (objects completed by older versions are one file).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parted: bool,
 }
 
 /// What S3 stores with an object and serves back on GET and HEAD, besides its type and

@@ -8,16 +8,15 @@
 //! lost) gets the same answer rather than NoSuchUpload.
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::Stream;
 use s3s::crypto::{Checksum as _, Md5};
 use s3s::dto::*;
 use s3s::{S3Response, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
-use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use super::backend::{
-    Backend, Claimed, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, READ_CHUNK, check_key, checksum_named, checksums_of,
+    Backend, Claimed, Conditions, MAX_PUT_SIZE, MIN_PART_SIZE, check_key, checksum_named, checksums_of,
     checksums_to_keep, commit_failed, composite_checksum, hasher_for, internal, io_failed, stored_headers,
     write_failed,
 };
@@ -279,29 +278,22 @@ pub async fn complete(
     if total > backend.max_object_size {
         return Err(s3_error!(EntityTooLarge, "the parts add up to more than this store accepts"));
     }
+    let (blob, sizes) = backend.disk.link_parts(files).await.map_err(internal)?;
+    let size: u64 = sizes.iter().sum();
+    // A part replaced while this completion ran may have grown the object past the limit.
+    if size > backend.max_object_size {
+        return Err(s3_error!(EntityTooLarge, "the parts add up to more than this store accepts"));
+    }
     let full_object = upload.checksum_type.as_deref() == Some(ChecksumType::FULL_OBJECT);
     let mut hasher = hasher_for(upload.checksum_algorithm.as_deref().filter(|_| full_object));
-    let (file, size) = if full_object && upload.checksum_algorithm.is_some() {
-        // A checksum of the whole object: every byte passes through the hasher.
-        let stream = futures::stream::iter(files)
-            .then(|path| async move {
-                tokio::fs::File::open(path).await.map(|f| ReaderStream::with_capacity(f, READ_CHUNK))
-            })
-            .try_flatten();
-        let written = backend
+    if full_object && upload.checksum_algorithm.is_some() {
+        // A checksum of the whole object: every byte, as linked, passes through the hasher.
+        hasher = backend
             .disk
-            .write_temp(Box::pin(stream), backend.max_object_size, |chunk| hasher.update(chunk))
+            .read_parts(&blob, sizes.len(), hasher, |hasher, chunk| hasher.update(chunk))
             .await
-            .map_err(write_failed)?;
-        (written.file, written.size)
-    } else {
-        let (file, size) = backend.disk.concat_temp(files).await.map_err(internal)?;
-        // A part replaced while this completion ran may have grown the object past the limit.
-        if size > backend.max_object_size {
-            return Err(s3_error!(EntityTooLarge, "the parts add up to more than this store accepts"));
-        }
-        (file, size)
-    };
+            .map_err(internal)?;
+    }
     let mut headers = upload.headers;
     if let Some(algorithm) = &algorithm {
         let object_checksum = if full_object {
@@ -329,10 +321,11 @@ pub async fn complete(
         headers,
         upload_id: Some(input.upload_id.clone()),
         part_sizes: sizes,
+        parted: true,
     };
     let meta = backend
         .disk
-        .commit(&input.bucket, meta, file, |current| conditions.check(current))
+        .commit(&input.bucket, meta, blob, |current| conditions.check(current))
         .await
         .map_err(commit_failed)?;
     let _ = tokio::fs::remove_dir_all(&dir).await;

@@ -6,13 +6,9 @@
 //! object lock, encryption, bucket creation and deletion, ...) keep `s3s`'s default answer:
 //! `501 NotImplemented` naming the operation, never a silent success.
 
-use std::io;
-
 use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::backend::*;
 use super::disk::{ObjectMeta, StoredHeaders};
@@ -108,6 +104,7 @@ impl S3 for Backend {
             },
             upload_id: None,
             part_sizes: Vec::new(),
+            parted: false,
         };
         let meta = self
             .disk
@@ -122,7 +119,7 @@ impl S3 for Backend {
         let signed = req.credentials.is_some();
         let input = req.input;
         self.bucket(&input.bucket)?;
-        let (meta, mut file) = self
+        let (meta, bytes) = self
             .disk
             .open_object(&input.bucket, &input.key)
             .await
@@ -151,8 +148,7 @@ impl S3 for Backend {
                 (r.start, r.end - r.start, Some(content_range(r.start, r.end, meta.size)))
             }
         };
-        file.seek(io::SeekFrom::Start(start)).await.map_err(internal)?;
-        let stream = ReaderStream::with_capacity(file.take(len), READ_CHUNK);
+        let stream = bytes.range(start, len).await.map_err(internal)?;
         let parts_count = input.part_number.map(|_| parts_count(&meta));
         let whole = input.range.is_none() && input.part_number.is_none();
         let checksums = served_checksums(input.checksum_mode.as_ref(), whole, &meta.headers.checksums);
