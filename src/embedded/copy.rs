@@ -9,7 +9,7 @@ use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Response, S3Result, s3_error};
 
 use super::backend::*;
-use super::disk::{ObjectBytes, ObjectMeta};
+use super::disk::{ObjectBytes, ObjectMeta, WriteError};
 
 /// The source object, opened, once its `x-amz-copy-source-if-*` conditions hold.
 async fn open_source(
@@ -73,7 +73,11 @@ pub async fn copy_object(
     }
     backend.check_writable(&input.bucket, &input.key, &Conditions::default()).await?;
     let stream = bytes.range(0, source.size).await.map_err(internal)?;
-    let written = backend.disk.write_temp(stream, limit, |_| {}).await.map_err(write_failed)?;
+    let written = backend.disk.write_temp(stream, limit, |_| {}).await.map_err(|e| match e {
+        // The body is the source's bytes, read from this store's disk: not the client's fault.
+        WriteError::Body(e) => internal(e),
+        other => write_failed(other),
+    })?;
     let (content_type, content_disposition, headers) = if replace {
         let mut headers = stored_headers(
             input.cache_control,
@@ -138,7 +142,10 @@ pub async fn upload_part_copy(
         upload_id: &input.upload_id,
         number: input.part_number,
     };
-    let (etag, _) = super::multipart::store_part(backend, &part, stream, None, None).await?;
+    let (etag, _) = super::multipart::store_part(backend, &part, stream, None, None).await.map_err(|e| {
+        // The body is the source's bytes, read from this store's disk: not the client's fault.
+        if *e.code() == S3ErrorCode::IncompleteBody { internal(e) } else { e }
+    })?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(etag)),

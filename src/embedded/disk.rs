@@ -20,10 +20,10 @@
 //! upload hard-links the parts it names into a new directory and commits that, so the bytes are
 //! written to disk once. Joining them into one file wrote every byte a second time, and on a
 //! disk-bound machine that halved a large upload's rate (ext4 cannot share extents between
-//! files). A reader opens the parts one after another, so a GET that races an overwrite or a
-//! delete of the same multipart object can end cut off (the client sees a short body against
-//! its Content-Length, never other bytes); a single-file blob stays readable through its open
-//! file.
+//! files). A reader opens the parts one after another, so a parted blob is not removed while
+//! it is read: a single-file blob stays readable through its open file after an overwrite or a
+//! delete unlinks it, and [`Readers`] gives a parted one the same guarantee (its removal waits
+//! for the last reader in this process).
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -84,10 +84,11 @@ pub struct Written {
     pub md5: [u8; 16],
 }
 
-/// An object's bytes, opened: its blob's file, or the directory and sizes of its parts.
+/// An object's bytes, opened: its blob's file, or (parted) the directory and sizes of its
+/// parts, kept from removal until the last stream of them is dropped.
 pub struct ObjectBytes {
-    file: tokio::fs::File,
-    parts: Option<(PathBuf, Vec<u64>)>,
+    file: Option<tokio::fs::File>,
+    parts: Option<(Reading, Vec<u64>)>,
 }
 
 /// A stream of an object's bytes.
@@ -96,8 +97,8 @@ pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + S
 impl ObjectBytes {
     /// The `len` bytes from `start` (the caller checked the range against the object's size).
     pub async fn range(self, start: u64, len: u64) -> io::Result<ByteStream> {
-        let Some((dir, sizes)) = self.parts else {
-            let mut file = self.file;
+        let Some((reading, sizes)) = self.parts else {
+            let mut file = self.file.ok_or_else(|| io::Error::other("an opened blob without its file"))?;
             file.seek(io::SeekFrom::Start(start)).await?;
             return Ok(Box::pin(ReaderStream::with_capacity(file.take(len), READ_CHUNK)));
         };
@@ -114,7 +115,8 @@ impl ObjectBytes {
         }
         let stream = futures::stream::iter(pieces)
             .then(move |(index, offset, len)| {
-                let path = dir.join(part_file_name(index));
+                // The stream owns `reading`: the directory stays until the stream is dropped.
+                let path = reading.dir.join(part_file_name(index));
                 async move {
                     let mut file = tokio::fs::File::open(path).await?;
                     file.seek(io::SeekFrom::Start(offset)).await?;
@@ -126,8 +128,88 @@ impl ObjectBytes {
     }
 }
 
+/// The parted blobs this process is reading, so that removing one waits for its last reader
+/// (an open file keeps a removed single-file blob readable; a directory's parts are opened one
+/// by one, later). A blob is *doomed* once no metadata names it: new readers then treat it as
+/// gone, and whoever drops its count to zero removes it.
+#[derive(Clone, Default)]
+struct Readers(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, ReadCount>>>);
+
+#[derive(Default)]
+struct ReadCount {
+    readers: usize,
+    doomed: bool,
+}
+
+/// One reader of a parted blob; dropping it may remove the blob (see [`Readers`]).
+struct Reading {
+    dir: PathBuf,
+    readers: Readers,
+}
+
+impl Readers {
+    fn counts(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<PathBuf, ReadCount>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts reading `dir`; `None` if it is doomed (a newer object replaced it meanwhile).
+    fn start(&self, dir: PathBuf) -> Option<Reading> {
+        let mut counts = self.counts();
+        let count = counts.entry(dir.clone()).or_default();
+        if count.doomed {
+            return None;
+        }
+        count.readers += 1;
+        Some(Reading { dir, readers: self.clone() })
+    }
+
+    /// Dooms `dir`: whether the caller removes it now (nobody reads it) or the last reader will.
+    fn doom(&self, dir: &Path) -> bool {
+        let mut counts = self.counts();
+        let count = counts.entry(dir.to_owned()).or_default();
+        count.doomed = true;
+        count.readers == 0
+    }
+
+    /// A doomed blob is gone: forget it.
+    fn removed(&self, dir: &Path) {
+        self.counts().remove(dir);
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let remove = {
+            let mut counts = self.readers.counts();
+            let Some(count) = counts.get_mut(&self.dir) else { return };
+            count.readers -= 1;
+            if count.readers > 0 {
+                return;
+            }
+            let doomed = count.doomed;
+            if !doomed {
+                counts.remove(&self.dir);
+            }
+            doomed
+        };
+        if remove {
+            let (dir, readers) = (self.dir.clone(), self.readers.clone());
+            let work = move || {
+                let _ = remove_blob(&dir);
+                readers.removed(&dir);
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(work)),
+                Err(_) => work(),
+            }
+        }
+    }
+}
+
 pub struct Disk {
     root: PathBuf,
+    /// Parted blobs being read (see [`Readers`]).
+    readers: Readers,
     /// The listing index, opened (and settled, and built for stores made before it existed)
     /// on first use: see `index.rs`.
     index: tokio::sync::OnceCell<Index>,
@@ -171,6 +253,7 @@ impl Disk {
         Ok(Self {
             root: root.to_owned(),
             index: tokio::sync::OnceCell::new(),
+            readers: Readers::default(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             _owner: owner,
         })
@@ -223,6 +306,17 @@ impl Disk {
         &self.locks[stripe]
     }
 
+    /// A new owner-only (0600) file in `.tmp`, made and owned on the blocking pool: if the
+    /// caller is dropped meanwhile, the file is dropped with the result, and removed.
+    async fn create_temp_file(&self) -> io::Result<(TempFile, std::fs::File)> {
+        let path = self.root.join(".tmp").join(Uuid::new_v4().to_string());
+        blocking(move || {
+            let file = private_options().create_new(true).open(&path)?;
+            Ok((TempFile { path, committed: false }, file))
+        })
+        .await
+    }
+
     /// Streams `body` into a new temporary file, hashing as it goes; gives up (removing the
     /// file) as soon as more than `limit` bytes arrived, whatever the body's framing.
     pub async fn write_temp<S, E>(
@@ -234,9 +328,8 @@ impl Disk {
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
     {
-        let file = TempFile { path: self.root.join(".tmp").join(Uuid::new_v4().to_string()), committed: false };
+        let (file, created) = self.create_temp_file().await.map_err(WriteError::Io)?;
         // Written in large buffers: each write is a trip to the blocking pool.
-        let created = create_private_file(&file.path).await.map_err(WriteError::Io)?;
         let mut out = ChunkedWriter::new(created);
         let mut md5 = Md5::new();
         let mut size = 0u64;
@@ -259,10 +352,12 @@ impl Disk {
     /// only where the file system has no hard links). Returns the directory and the size of
     /// each part as linked (a part replaced meanwhile is linked whole, old or new).
     pub async fn link_parts(&self, parts: Vec<PathBuf>) -> io::Result<(TempFile, Vec<u64>)> {
-        let dir = TempFile { path: self.root.join(".tmp").join(Uuid::new_v4().to_string()), committed: false };
-        let path = dir.path.clone();
-        let sizes = blocking(move || {
+        let path = self.root.join(".tmp").join(Uuid::new_v4().to_string());
+        // Made and owned on the blocking pool: if the completion is dropped meanwhile, the
+        // result is dropped with the directory in it, and the directory goes.
+        blocking(move || {
             create_private_dir_all_sync(&path)?;
+            let dir = TempFile { path: path.clone(), committed: false };
             let mut sizes = Vec::with_capacity(parts.len());
             for (index, part) in parts.iter().enumerate() {
                 let linked = path.join(part_file_name(index));
@@ -275,10 +370,9 @@ impl Disk {
             }
             // The new names are on disk before anything names the directory.
             std::fs::File::open(&path)?.sync_all()?;
-            Ok(sizes)
+            Ok((dir, sizes))
         })
-        .await?;
-        Ok((dir, sizes))
+        .await
     }
 
     /// Reads a parted blob still in `.tmp` from first byte to last, for a checksum of the
@@ -334,15 +428,37 @@ impl Disk {
         tokio::fs::rename(&file.path, dir.join(&meta.blob)).await?;
         file.committed = true;
         if let Err(e) = self.write_meta(&meta_path, &meta).await {
-            remove_blob_later(dir.join(&meta.blob)).await;
+            self.remove_blob_later(dir.join(&meta.blob)).await;
             settle(index, bucket, &meta.key, previous.as_ref()).await;
             return Err(e.into());
         }
         settle(index, bucket, &meta.key, Some(&meta)).await;
         if let Some(previous) = previous {
-            remove_blob_later(dir.join(previous.blob)).await;
+            self.remove_blob_later(dir.join(previous.blob)).await;
         }
         Ok(meta)
+    }
+
+    /// Removes a blob no metadata names any more, on the blocking pool (a parted one is a file
+    /// per part), or leaves a parted one being read to its last reader; a failure leaves it to
+    /// the next start-up's sweep of unnamed blobs.
+    async fn remove_blob_later(&self, path: PathBuf) {
+        let readers = self.readers.clone();
+        let removed = blocking(move || {
+            if !std::fs::symlink_metadata(&path)?.is_dir() {
+                return std::fs::remove_file(&path);
+            }
+            if readers.doom(&path) {
+                let removed = std::fs::remove_dir_all(&path);
+                readers.removed(&path);
+                removed?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = removed {
+            tracing::debug!(error = %e, "embedded store: a replaced blob was not removed");
+        }
     }
 
     /// Seals the object `key` (see the module's note) and returns its metadata, or `None` if
@@ -423,12 +539,20 @@ impl Disk {
                 return Ok(None);
             };
             let blob = self.object_dir(bucket, &hash).join(&meta.blob);
-            // A parted blob's directory opens too: that it still exists is all this checks.
-            match tokio::fs::File::open(&blob).await {
-                Ok(file) => {
-                    let parts = meta.parted.then(|| (blob, meta.part_sizes.clone()));
-                    return Ok(Some((meta, ObjectBytes { file, parts })));
+            if meta.parted {
+                // Kept from removal from here on, unless it was replaced since the read.
+                let Some(reading) = self.readers.start(blob) else { continue };
+                match tokio::fs::metadata(&reading.dir).await {
+                    Ok(_) => {
+                        let parts = Some((reading, meta.part_sizes.clone()));
+                        return Ok(Some((meta, ObjectBytes { file: None, parts })));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
                 }
+            }
+            match tokio::fs::File::open(&blob).await {
+                Ok(file) => return Ok(Some((meta, ObjectBytes { file: Some(file), parts: None }))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             }
@@ -450,7 +574,7 @@ impl Disk {
             return Err(e);
         }
         settle(index, bucket, key, None).await;
-        remove_blob_later(self.object_dir(bucket, &hash).join(meta.blob)).await;
+        self.remove_blob_later(self.object_dir(bucket, &hash).join(meta.blob)).await;
         Ok(true)
     }
 
@@ -614,12 +738,6 @@ impl ChunkedWriter {
     }
 }
 
-/// Creates a new owner-only (0600) file; fails if `path` exists.
-async fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
-    let path = path.to_owned();
-    blocking(move || private_options().create_new(true).open(path)).await
-}
-
 /// The extended attribute that seals a blob.
 const SEAL_ATTRIBUTE: &str = "user.ferry.sealed";
 
@@ -654,14 +772,6 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send
 /// Removes a blob or a temporary file: one file, or a parted blob's directory with its parts.
 fn remove_blob(path: &Path) -> io::Result<()> {
     if std::fs::symlink_metadata(path)?.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }
-}
-
-/// Removes a blob no metadata names any more, on the blocking pool (a parted one is a file
-/// per part); a failure leaves it to the next start-up's sweep of unnamed blobs.
-async fn remove_blob_later(path: PathBuf) {
-    if let Err(e) = blocking(move || remove_blob(&path)).await {
-        tracing::debug!(error = %e, "embedded store: a replaced blob was not removed");
-    }
 }
 
 /// The file name of a parted blob's part at `index` (0-based, in the object's order).
@@ -983,6 +1093,53 @@ pub(super) mod tests {
         assert_eq!(std::fs::read_dir(dir.path().join("store/.tmp")).unwrap().count(), 0, "refused parts are gone");
         assert!(disk.delete("b", "k").await.unwrap());
         assert_eq!(std::fs::read_dir(&shard).unwrap().count(), 0, "delete takes the directory");
+    }
+
+    /// Waits (up to 5 s) until `dir` holds `count` entries; returns how many it holds.
+    async fn settles_at(dir: &Path, count: usize) -> usize {
+        for _ in 0..500 {
+            if std::fs::read_dir(dir).unwrap().count() == count {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn a_parted_object_being_read_outlives_its_delete_and_its_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(&dir.path().join("store"), "b").unwrap();
+        let first = put_parted(&disk, dir.path(), "k", &[b"old ", b"bytes"]).await.unwrap();
+        let shard = disk.blob_path("b", &first).parent().unwrap().to_owned();
+        let (_, before_delete) = disk.open_object("b", "k").await.unwrap().unwrap();
+        assert!(disk.delete("b", "k").await.unwrap());
+        assert!(disk.open_object("b", "k").await.unwrap().is_none(), "deleted for new readers");
+        assert_eq!(read_range(before_delete, 0, 9).await, b"old bytes", "an earlier reader reads it whole");
+        assert_eq!(settles_at(&shard, 0).await, 0, "removed once its last reader is done");
+
+        put_parted(&disk, dir.path(), "k", &[b"first"]).await.unwrap();
+        let (_, reader) = disk.open_object("b", "k").await.unwrap().unwrap();
+        let stream = reader.range(0, 5).await.unwrap();
+        put(&disk, "k", b"second").await.unwrap();
+        assert_eq!(read(&disk, "k").await, b"second");
+        assert_eq!(std::fs::read_dir(&shard).unwrap().count(), 3, "the replaced parts wait for their reader");
+        let chunks: Vec<Bytes> = stream.try_collect().await.unwrap();
+        assert_eq!(chunks.concat(), b"first");
+        assert_eq!(settles_at(&shard, 2).await, 2, "then go");
+    }
+
+    #[tokio::test]
+    async fn a_write_or_a_completion_dropped_midway_leaves_nothing_in_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(&dir.path().join("store"), "b").unwrap();
+        let tmp = dir.path().join("store/.tmp");
+        let parts: Vec<&[u8]> = vec![b"part"; 200];
+        let files = part_files(&dir.path().join("upload"), &parts);
+        let short = std::time::Duration::from_nanos(1);
+        let _ = tokio::time::timeout(short, disk.link_parts(files)).await;
+        let _ = tokio::time::timeout(short, disk.write_temp(chunks(&[b"body"]), u64::MAX, |_| {})).await;
+        assert_eq!(settles_at(&tmp, 0).await, 0);
     }
 
     #[tokio::test]

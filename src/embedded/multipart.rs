@@ -233,6 +233,7 @@ pub async fn complete(
         return Err(s3_error!(InvalidPart, "at most 10000 parts"));
     }
     let mut files = Vec::with_capacity(parts.len());
+    let mut etags = Vec::with_capacity(parts.len());
     let mut sizes = Vec::with_capacity(parts.len());
     let mut part_checksums = Vec::with_capacity(parts.len());
     let mut digest_of_digests = Md5::new();
@@ -272,6 +273,7 @@ pub async fn complete(
         }
         digest_of_digests.update(&hex::decode(&stored).map_err(internal)?);
         files.push(path);
+        etags.push((number, stored));
         sizes.push(size);
     }
     let total: u64 = sizes.iter().sum();
@@ -279,6 +281,17 @@ pub async fn complete(
         return Err(s3_error!(EntityTooLarge, "the parts add up to more than this store accepts"));
     }
     let (blob, sizes) = backend.disk.link_parts(files).await.map_err(internal)?;
+    // A part sent again while this ran: its new digest is written before its file replaces the
+    // old one, so digests unchanged now mean the linked files are the ones checked above.
+    for (number, checked) in &etags {
+        let now = tokio::fs::read_to_string(dir.join(format!("{}.etag", part_name(*number)))).await;
+        if now.ok().as_ref() != Some(checked) {
+            return Err(s3_error!(InvalidPart, "part {number} was replaced while the upload completed"));
+        }
+    }
+    if sizes.iter().rev().skip(1).any(|&size| size < MIN_PART_SIZE) {
+        return Err(s3_error!(EntityTooSmall));
+    }
     let size: u64 = sizes.iter().sum();
     // A part replaced while this completion ran may have grown the object past the limit.
     if size > backend.max_object_size {
