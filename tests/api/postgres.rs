@@ -82,6 +82,47 @@ async fn row_level_security_hides_other_users_rows_from_the_runtime_role() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_page_is_read_from_the_callers_rows_when_another_user_owns_every_newer_one() {
+    let (owner_url, runtime_url) = runtime_role().await;
+    let app = spawn_app_with(
+        Backend::Postgres,
+        &[("DATABASE_URL", runtime_url.as_str()), ("DATABASE_MIGRATION_URL", owner_url.as_str())],
+    )
+    .await;
+    // Half the table is one user's older files, the other half another user's newer ones: the
+    // shape in which Postgres scanned the primary key backwards through all the newer rows.
+    pg_client(&owner_url)
+        .await
+        .batch_execute(
+            "INSERT INTO b2_files (object_key, file_url, user_id) \
+                 SELECT 'older-' || g, 'u', 'older' FROM generate_series(1, 20000) g;
+             INSERT INTO b2_files (object_key, file_url, user_id) \
+                 SELECT 'newer-' || g, 'u', 'newer' FROM generate_series(1, 20000) g;
+             ANALYZE b2_files;",
+        )
+        .await
+        .unwrap();
+    let sql = ferry::db::PostgresMetadata::list_statement();
+    let mut runtime = pg_client(&runtime_url).await;
+    for mode in ["force_generic_plan", "force_custom_plan"] {
+        let tx = runtime.transaction().await.unwrap();
+        tx.execute("SELECT set_config('request.jwt.claims', '{\"sub\": \"older\"}', true)", &[]).await.unwrap();
+        tx.execute("SELECT set_config('plan_cache_mode', $1, true)", &[&mode]).await.unwrap();
+        tx.batch_execute(&format!("PREPARE page (text, int8, int8) AS {sql}")).await.unwrap();
+        let plan = tx.query_one("EXPLAIN (FORMAT JSON) EXECUTE page('older', 9223372036854775807, 51)", &[]).await;
+        let plan: serde_json::Value = plan.unwrap().get(0);
+        let plan = plan.to_string();
+        assert!(plan.contains("b2_files_user_newest_id8") && !plan.contains("b2_files_pkey"), "{mode}: {plan}");
+        tx.rollback().await.unwrap();
+        runtime.batch_execute("DEALLOCATE page").await.unwrap();
+    }
+    let listed = reply(app.get_as("older", "/files?limit=50").await).await;
+    let files = listed.body["files"].as_array().unwrap();
+    assert_eq!(files.len(), 50);
+    assert!(files.iter().all(|f| f["objectKey"].as_str().unwrap().starts_with("older-")), "{}", listed.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferry_connects_over_verified_tls_with_channel_binding() {
     let url = format!(
         "{}?sslmode=verify-full&sslrootcert={}&channel_binding=require",

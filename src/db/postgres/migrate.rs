@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "leases", include_str!("../../../migrations/postgres/0006_leases.sql")),
     (7, "quotas_and_checksums", include_str!("../../../migrations/postgres/0007_quotas_and_checksums.sql")),
     (8, "one_statement", include_str!("../../../migrations/postgres/0008_one_statement.sql")),
+    (9, "list_index", include_str!("../../../migrations/postgres/0009_list_index.sql")),
 ];
 
 /// How many migrations this build knows.

@@ -463,6 +463,19 @@ const USED: &str = "SELECT \
 const SET_MAINTENANCE: &str =
     "SELECT set_config('ferry.maintenance', 'on', true), set_config('statement_timeout', $1, true)";
 
+impl PostgresMetadata {
+    /// A list page: the caller's (`$1`) files before the id `$2`, newest first, at most `$3`.
+    /// Ordered by `id::int8`, which only the (user_id, id::int8) index provides (migration 0009
+    /// says why the primary key must never serve it). Public for the test that checks its plan.
+    #[doc(hidden)]
+    pub fn list_statement() -> String {
+        format!(
+            "SELECT {COLUMNS} FROM b2_files WHERE user_id = $1 AND deleting_at IS NULL \
+             AND b2_files.id::int8 < $2::int8 ORDER BY b2_files.id::int8 DESC LIMIT $3"
+        )
+    }
+}
+
 #[async_trait]
 impl FileRepo for PostgresMetadata {
     async fn record(
@@ -616,14 +629,10 @@ impl FileRepo for PostgresMetadata {
     }
 
     async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError> {
-        // Ordered by the column itself (not the widened alias) so the (user_id, id) index serves it.
         // (Not a one-statement function like the confirm's: measured with pgbench, a PL/pgSQL
         // function returning 50 rows cost Postgres 1.5-2x what the pipelined transaction does,
         // generic plan or not, and a `LANGUAGE sql` one more: README, Benchmarks.)
-        let sql = format!(
-            "SELECT {COLUMNS} FROM b2_files WHERE user_id = $1 AND deleting_at IS NULL AND b2_files.id < $2::int8 \
-             ORDER BY b2_files.id DESC LIMIT $3"
-        );
+        let sql = Self::list_statement();
         let (before, limit) = (before.unwrap_or(i64::MAX), i64::from(limit));
         let rows =
             self.as_user(who, &sql, &[(&who.user_id, Type::TEXT), (&before, Type::INT8), (&limit, Type::INT8)]).await?;
