@@ -223,8 +223,9 @@ pub struct Disk {
 const LOCK_STRIPES: usize = 64;
 /// Bytes read from a blob at a time.
 pub const READ_CHUNK: usize = 64 * 1024;
-/// Bytes gathered before each write to disk (see [`ChunkedWriter`]).
-const WRITE_CHUNK: usize = 256 * 1024;
+/// Bytes gathered before each write to disk (see [`ChunkedWriter`]): an upload holds two. 128 KiB
+/// (was 256) writes as fast and holds ten concurrent parts (`aws s3 cp`) 2.5 MiB lower.
+const WRITE_CHUNK: usize = 128 * 1024;
 
 impl Disk {
     /// Opens (creating if needed) the store under `root`, with one bucket.
