@@ -121,7 +121,8 @@ pub struct MultipartStarted {
     pub public_file_url: String,
 }
 
-/// `POST /multipart/urls`.
+/// `POST /multipart/urls`. Under a byte quota, each URL signs its part's exact length (from the
+/// size the start declared), and a part number past the file's last part is refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartUrlsRequest {

@@ -61,7 +61,7 @@ async fn urls(
     let key = required(req.object_key, "objectKey")?;
     let upload_id = required(req.upload_id, "uploadId")?;
     let numbers = req.part_numbers.filter(|n| !n.is_empty()).ok_or(ApiError::MissingField("partNumbers"))?;
-    let urls = state.uploads.part_urls(&caller, &key, &upload_id, &numbers, req.md5s.as_deref())?;
+    let urls = state.uploads.part_urls(&caller, &key, &upload_id, &numbers, req.md5s.as_deref()).await?;
     let urls = urls.into_iter().map(|(part_number, url)| PartUrl { part_number, url: url.into() }).collect();
     Ok(Json(PartUrls { success: true, urls }))
 }

@@ -130,7 +130,7 @@ async fn sign_part(
     let key = key_of(query)?;
     let part: u16 =
         part_number.parse().map_err(|_| ApiError::InvalidQuery("the part number must be from 1 to 10000".into()))?;
-    let (_, url) = state.uploads.part_urls(&caller, &key, &upload_id, &[part], None)?.remove(0);
+    let (_, url) = state.uploads.part_urls(&caller, &key, &upload_id, &[part], None).await?.remove(0);
     Ok(Json(json!({ "url": url.as_str(), "expires": state.uploads.url_ttl().as_secs() })))
 }
 

@@ -159,6 +159,9 @@ pub trait FileRepo: Send + Sync + 'static {
     async fn reserve(&self, who: &Caller, reservation: &Reservation, quota: &Quota, now: i64) -> Result<(), DbError>;
     /// Releases the caller's reservation of `key` (an upload refused or abandoned).
     async fn release(&self, who: &Caller, key: &str) -> Result<(), DbError>;
+    /// The bytes the caller's reservation of `key` holds (the size its upload declared), if it
+    /// has one.
+    async fn reserved_bytes(&self, who: &Caller, key: &str) -> Result<Option<u64>, DbError>;
     /// The caller's usage, counting reservations valid at `now`.
     async fn usage(&self, who: &Caller, now: i64) -> Result<Usage, DbError>;
     /// The caller's files, newest first, with ids below `before` when given.

@@ -232,6 +232,16 @@ impl FileRepo for SqliteMetadata {
         Ok(())
     }
 
+    async fn reserved_bytes(&self, who: &Caller, key: &str) -> Result<Option<u64>, DbError> {
+        let bytes: Option<i64> =
+            sqlx::query_scalar("SELECT bytes FROM ferry_reservations WHERE object_key = ? AND user_id = ?")
+                .bind(key)
+                .bind(&who.user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(bytes.map(|b| u64::try_from(b).unwrap_or(0)))
+    }
+
     async fn usage(&self, who: &Caller, now: i64) -> Result<Usage, DbError> {
         let mut conn = self.pool.acquire().await?;
         usage_of(&mut conn, &who.user_id, now, "").await

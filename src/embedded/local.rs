@@ -10,8 +10,8 @@ use url::Url;
 
 use super::disk::{Disk, ObjectMeta};
 use crate::storage::{
-    ListPage, ListedObject, ObjectInfo, ObjectStore, PartInfo, PostRequest, PresignedPost, PutRequest, S3Store,
-    StoreError,
+    ListPage, ListedObject, ObjectInfo, ObjectStore, PartInfo, PartRequest, PostRequest, PresignedPost, PutRequest,
+    S3Store, StoreError,
 };
 
 /// Keys per listing page, as S3's default.
@@ -85,15 +85,8 @@ impl ObjectStore for LocalObjects {
         self.signer.create_multipart(key, content_type).await
     }
 
-    fn presign_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u16,
-        content_md5: Option<&str>,
-        ttl: Duration,
-    ) -> Url {
-        self.signer.presign_part(key, upload_id, part_number, content_md5, ttl)
+    fn presign_part(&self, part: &PartRequest<'_>) -> Url {
+        self.signer.presign_part(part)
     }
 
     fn checksum_headers(&self) -> bool {

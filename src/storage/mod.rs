@@ -59,6 +59,20 @@ pub struct PutRequest<'a> {
     pub ttl: Duration,
 }
 
+/// A presigned part of a multipart upload.
+#[derive(Debug, Clone)]
+pub struct PartRequest<'a> {
+    pub key: &'a str,
+    pub upload_id: &'a str,
+    /// 1-based.
+    pub part_number: u16,
+    /// When set, signed into the URL: the store refuses a part of any other length.
+    pub content_length: Option<u64>,
+    /// When set (base64), signed in as `Content-MD5`: the store refuses any other bytes.
+    pub content_md5: Option<&'a str>,
+    pub ttl: Duration,
+}
+
 impl PutRequest<'_> {
     /// The headers a client must send with its PUT, as they were signed.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
@@ -109,16 +123,8 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn health(&self) -> Result<(), StoreError>;
     /// Starts a multipart upload (for files past the single-PUT limit); returns its upload id.
     async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError>;
-    /// A URL the client can PUT part `part_number` (1-based) to; with `content_md5` (base64)
-    /// signed in as `Content-MD5`, so the store refuses any other bytes.
-    fn presign_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u16,
-        content_md5: Option<&str>,
-        ttl: Duration,
-    ) -> Url;
+    /// A URL the client can PUT one part to, with what `part` says signed in.
+    fn presign_part(&self, part: &PartRequest<'_>) -> Url;
     /// Whether the store takes `x-amz-checksum-*` headers (B2 refuses them).
     fn checksum_headers(&self) -> bool;
     /// A browser POST form for one object, where the store takes them (the embedded store; B2

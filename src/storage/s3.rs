@@ -11,7 +11,9 @@ use rusty_s3::actions::{
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use url::Url;
 
-use super::{ListPage, ListedObject, ObjectInfo, ObjectStore, PartInfo, PutRequest, StoreError, content_disposition};
+use super::{
+    ListPage, ListedObject, ObjectInfo, ObjectStore, PartInfo, PartRequest, PutRequest, StoreError, content_disposition,
+};
 use crate::config::S3Config;
 
 /// How long the URLs Ferry signs for its own calls live.
@@ -212,19 +214,16 @@ impl ObjectStore for S3Store {
         Ok(parsed.upload_id().to_owned())
     }
 
-    fn presign_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u16,
-        content_md5: Option<&str>,
-        ttl: Duration,
-    ) -> Url {
-        let mut action = UploadPart::new(&self.public, Some(&self.credentials), key, part_number, upload_id);
-        if let Some(md5) = content_md5 {
+    fn presign_part(&self, part: &PartRequest<'_>) -> Url {
+        let mut action =
+            UploadPart::new(&self.public, Some(&self.credentials), part.key, part.part_number, part.upload_id);
+        if let Some(length) = part.content_length {
+            action.headers_mut().insert("content-length", length.to_string());
+        }
+        if let Some(md5) = part.content_md5 {
             action.headers_mut().insert("content-md5", md5.to_owned());
         }
-        action.sign(ttl)
+        action.sign(part.ttl)
     }
 
     fn checksum_headers(&self) -> bool {

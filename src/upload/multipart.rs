@@ -6,7 +6,7 @@ use url::Url;
 use super::checksum::check_md5;
 use super::{UploadError, UploadRequest, Uploads};
 use crate::identity::Caller;
-use crate::storage::StoreError;
+use crate::storage::{PartRequest, StoreError};
 
 /// Parts are at least this big (S3's minimum is 5 MiB) ...
 const MIN_PART: u64 = 16 * 1024 * 1024;
@@ -21,6 +21,18 @@ const MAX_UPLOAD_ID_LEN: usize = 1024;
 pub fn part_size(size: u64) -> u64 {
     let needed = size.div_ceil(u64::from(MAX_PARTS));
     needed.max(MIN_PART).next_multiple_of(1024 * 1024)
+}
+
+/// The length of part `number` of a file of `size` bytes cut by [`part_size`]; refused past
+/// the file's last part.
+fn part_length(size: u64, number: u16) -> Result<u64, UploadError> {
+    let part = part_size(size);
+    let count = size.div_ceil(part);
+    let start = (u64::from(number) - 1) * part;
+    if u64::from(number) > count {
+        return Err(UploadError::InvalidMultipart(format!("this file has {count} parts: there is no part {number}")));
+    }
+    Ok(part.min(size - start))
 }
 
 /// A started multipart upload.
@@ -68,8 +80,10 @@ impl Uploads {
 
     /// Presigned PUT URLs for parts of one of the caller's uploads still within its window;
     /// `md5s`, when given, holds each part's MD5 (base64, in the order of `numbers`), signed in
-    /// so the bucket refuses any other bytes for that part.
-    pub fn part_urls(
+    /// so the bucket refuses any other bytes for that part. Under a byte quota, an upload that
+    /// declared its size (Ferry's own start; Uppy's do not) gets each part's exact length signed
+    /// in, and no part past its last: the bucket cannot take more than the reservation holds.
+    pub async fn part_urls(
         &self,
         who: &Caller,
         key: &str,
@@ -95,13 +109,24 @@ impl Uploads {
                 check_md5("md5s", md5)?;
             }
         }
-        let ttl = self.timings.url_ttl;
-        let md5 = |i: usize| md5s.map(|m| m[i].as_str());
-        Ok(numbers
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| (n, self.store.presign_part(key, upload_id, n, md5(i), ttl)))
-            .collect())
+        let declared = match self.quota.bytes {
+            Some(_) => self.files.reserved_bytes(who, key).await?.filter(|bytes| *bytes > 0),
+            None => None,
+        };
+        let mut urls = Vec::with_capacity(numbers.len());
+        for (i, &part_number) in numbers.iter().enumerate() {
+            let content_length = declared.map(|size| part_length(size, part_number)).transpose()?;
+            let part = PartRequest {
+                key,
+                upload_id,
+                part_number,
+                content_length,
+                content_md5: md5s.map(|m| m[i].as_str()),
+                ttl: self.timings.url_ttl,
+            };
+            urls.push((part_number, self.store.presign_part(&part)));
+        }
+        Ok(urls)
     }
 
     /// Joins the parts (numbered 1, 2, 3... with none missing) and confirms the result.

@@ -115,7 +115,7 @@ impl Uploads {
                 Ok(Signed::Store { url: self.store.presign_put(&put), key })
             }
             ("PUT", Some(upload_id), Some(part)) => {
-                let url = self.part_urls(who, req.key, upload_id, &[part], None)?.remove(0).1;
+                let url = self.part_urls(who, req.key, upload_id, &[part], None).await?.remove(0).1;
                 Ok(Signed::Store { url, key: req.key.to_owned() })
             }
             ("GET", Some(upload_id), None) => {

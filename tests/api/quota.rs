@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use rusty_s3::S3Action;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, reply, spawn_app_with};
+use crate::helpers::{Backend, TestApp, random_bytes, reply, spawn_app_with};
 
 async fn usage(app: &TestApp, user: &str) -> Value {
     let usage = reply(app.get_as(user, "/usage").await).await;
@@ -28,17 +29,19 @@ async fn upload_sized(app: &TestApp, user: &str, name: &str, bytes: Vec<u8>) {
     assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
 }
 
-/// Starts a multipart upload declaring 1 byte and sends `bytes` as its one part (part URLs sign
-/// no length, as a client that understates its size would); returns the completion's body.
+/// Starts a multipart upload declaring 1 byte and sends `bytes` as its one part, through a part
+/// URL that signs no length (Ferry's own sign the declared length under a byte quota: this is
+/// a client writing to the bucket by other means, or through Uppy's routes, whose starts
+/// declare no size); returns the completion's body.
 async fn understated(app: &TestApp, user: &str, name: &str, bytes: Vec<u8>) -> Value {
     let body = json!({ "fileName": name, "contentType": "text/plain", "size": 1 });
     let start = app.post_json_as(user, "/multipart/start", &body).await;
     assert_eq!(start.status, StatusCode::OK, "{}", start.body);
     let ids = json!({ "objectKey": start.body["objectKey"], "uploadId": start.body["uploadId"] });
-    let mut urls = ids.clone();
-    urls["partNumbers"] = json!([1]);
-    let urls = app.post_json_as(user, "/multipart/urls", &urls).await;
-    let response = app.http.put(urls.body["urls"][0]["url"].as_str().unwrap()).body(bytes).send().await.unwrap();
+    let (bucket, creds) = app.store_bucket();
+    let (key, upload_id) = (start.body["objectKey"].as_str().unwrap(), start.body["uploadId"].as_str().unwrap());
+    let url = bucket.upload_part(Some(&creds), key, 1, upload_id).sign(Duration::from_secs(60));
+    let response = app.http.put(url).body(bytes).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut done = ids;
     done["parts"] = json!([{ "partNumber": 1, "etag": response.headers()["etag"].to_str().unwrap() }]);
@@ -210,7 +213,41 @@ async fn a_multipart_start_reserves_the_files_size_and_an_abort_releases_it(back
     assert_eq!(start("b.bin").await.status, StatusCode::OK);
 }
 
+async fn under_a_byte_quota_each_part_url_signs_its_length_and_none_goes_past_the_last(backend: Backend) {
+    let app = spawn_app_with(backend, &[("FERRY_QUOTA_BYTES", "40000000")]).await;
+    let bytes = random_bytes(17 * 1024 * 1024);
+    let body = json!({ "fileName": "big.bin", "contentType": "application/octet-stream", "size": bytes.len() });
+    let start = app.post_json_as("user_123", "/multipart/start", &body).await;
+    assert_eq!(start.status, StatusCode::OK, "{}", start.body);
+    let part_size = start.body["partSize"].as_u64().unwrap() as usize;
+    assert_eq!((part_size, start.body["partCount"].as_u64()), (16 * 1024 * 1024, Some(2)));
+    let (key, upload_id) = (&start.body["objectKey"], &start.body["uploadId"]);
+    let urls = |numbers: Vec<u16>| json!({ "objectKey": key, "uploadId": upload_id, "partNumbers": numbers });
+
+    let past = app.post_json_as("user_123", "/multipart/urls", &urls(vec![2, 3])).await;
+    assert_eq!((past.status, past.code()), (StatusCode::BAD_REQUEST, "invalid-body"), "{}", past.body);
+    let signed = app.post_json_as("user_123", "/multipart/urls", &urls(vec![1, 2])).await;
+    assert_eq!(signed.status, StatusCode::OK, "{}", signed.body);
+    let url = |i: usize| signed.body["urls"][i]["url"].as_str().unwrap().to_owned();
+    // The last part is 1 MiB: a longer (or shorter) body does not match the URL's signature.
+    for wrong in [2 * 1024 * 1024, 1024] {
+        let refused = app.http.put(url(1)).body(random_bytes(wrong)).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "a part of {wrong} bytes");
+    }
+    let mut parts = Vec::new();
+    for (i, chunk) in [&bytes[..part_size], &bytes[part_size..]].into_iter().enumerate() {
+        let response = app.http.put(url(i)).body(chunk.to_vec()).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        parts.push(json!({ "partNumber": i + 1, "etag": response.headers()["etag"].to_str().unwrap() }));
+    }
+    let complete = json!({ "objectKey": key, "uploadId": upload_id, "parts": parts });
+    let done = app.post_json_as("user_123", "/multipart/complete", &complete).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["file"]["size"].as_u64(), Some(bytes.len() as u64));
+}
+
 crate::on_both_backends!(
+    under_a_byte_quota_each_part_url_signs_its_length_and_none_goes_past_the_last,
     usage_reports_files_bytes_reservations_and_limits,
     the_file_limit_refuses_a_presign_and_a_delete_frees_a_place_at_once,
     a_declared_size_is_reserved_until_its_confirm_window_ends,

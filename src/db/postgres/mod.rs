@@ -624,6 +624,12 @@ impl FileRepo for PostgresMetadata {
         Ok(())
     }
 
+    async fn reserved_bytes(&self, who: &Caller, key: &str) -> Result<Option<u64>, DbError> {
+        let sql = "SELECT bytes FROM ferry_reservations WHERE object_key = $1 AND user_id = $2";
+        let rows = self.as_user(who, sql, &[(&key, Type::TEXT), (&who.user_id, Type::TEXT)]).await?;
+        Ok(rows.first().map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
+    }
+
     async fn usage(&self, who: &Caller, now: i64) -> Result<Usage, DbError> {
         self.usage_except(who, now, "").await
     }
