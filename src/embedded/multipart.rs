@@ -5,7 +5,8 @@
 //! object will have) and, per part, `part-NNNNN` beside its `part-NNNNN.etag`. ListParts and
 //! ListMultipartUploads read these directories, which is what lets a client resume an upload.
 //! A completed object remembers its upload's id, so a retried completion (the first answer
-//! lost) gets the same answer rather than NoSuchUpload.
+//! lost) gets the same answer rather than NoSuchUpload. Completion links the parts into the
+//! object (a directory of part files: see `disk.rs`), so no byte is written twice.
 
 use bytes::Bytes;
 use futures::Stream;
