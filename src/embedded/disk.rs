@@ -84,11 +84,13 @@ pub struct Written {
     pub md5: [u8; 16],
 }
 
-/// An object's bytes, opened: its blob's file, or (parted) the directory and sizes of its
-/// parts, kept from removal until the last stream of them is dropped.
-pub struct ObjectBytes {
-    file: Option<tokio::fs::File>,
-    parts: Option<(Reading, Vec<u64>)>,
+/// An object's bytes, opened.
+pub enum ObjectBytes {
+    /// Its blob's file.
+    File(tokio::fs::File),
+    /// A parted blob's directory (kept from removal until the last stream of it is dropped) and
+    /// its parts' sizes.
+    Parts(Reading, Vec<u64>),
 }
 
 /// A stream of an object's bytes.
@@ -97,10 +99,12 @@ pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + S
 impl ObjectBytes {
     /// The `len` bytes from `start` (the caller checked the range against the object's size).
     pub async fn range(self, start: u64, len: u64) -> io::Result<ByteStream> {
-        let Some((reading, sizes)) = self.parts else {
-            let mut file = self.file.ok_or_else(|| io::Error::other("an opened blob without its file"))?;
-            file.seek(io::SeekFrom::Start(start)).await?;
-            return Ok(Box::pin(ReaderStream::with_capacity(file.take(len), READ_CHUNK)));
+        let (reading, sizes) = match self {
+            Self::File(mut file) => {
+                file.seek(io::SeekFrom::Start(start)).await?;
+                return Ok(Box::pin(ReaderStream::with_capacity(file.take(len), READ_CHUNK)));
+            }
+            Self::Parts(reading, sizes) => (reading, sizes),
         };
         // The stretch of each part the range covers: (part, offset in it, length).
         let end = start + len;
@@ -142,7 +146,7 @@ struct ReadCount {
 }
 
 /// One reader of a parted blob; dropping it may remove the blob (see [`Readers`]).
-struct Reading {
+pub struct Reading {
     dir: PathBuf,
     readers: Readers,
 }
@@ -307,10 +311,15 @@ impl Disk {
         &self.locks[stripe]
     }
 
+    /// A fresh name in `.tmp` for a write or a completion in progress.
+    fn temp_path(&self) -> PathBuf {
+        self.root.join(".tmp").join(Uuid::new_v4().to_string())
+    }
+
     /// A new owner-only (0600) file in `.tmp`, made and owned on the blocking pool: if the
     /// caller is dropped meanwhile, the file is dropped with the result, and removed.
     async fn create_temp_file(&self) -> io::Result<(TempFile, std::fs::File)> {
-        let path = self.root.join(".tmp").join(Uuid::new_v4().to_string());
+        let path = self.temp_path();
         blocking(move || {
             let file = private_options().create_new(true).open(&path)?;
             Ok((TempFile { path, committed: false }, file))
@@ -353,7 +362,7 @@ impl Disk {
     /// only where the file system has no hard links). Returns the directory and the size of
     /// each part as linked (a part replaced meanwhile is linked whole, old or new).
     pub async fn link_parts(&self, parts: Vec<PathBuf>) -> io::Result<(TempFile, Vec<u64>)> {
-        let path = self.root.join(".tmp").join(Uuid::new_v4().to_string());
+        let path = self.temp_path();
         // Made and owned on the blocking pool: if the completion is dropped meanwhile, the
         // result is dropped with the directory in it, and the directory goes.
         blocking(move || {
@@ -545,15 +554,15 @@ impl Disk {
                 let Some(reading) = self.readers.start(blob) else { continue };
                 match tokio::fs::metadata(&reading.dir).await {
                     Ok(_) => {
-                        let parts = Some((reading, meta.part_sizes.clone()));
-                        return Ok(Some((meta, ObjectBytes { file: None, parts })));
+                        let parts = ObjectBytes::Parts(reading, meta.part_sizes.clone());
+                        return Ok(Some((meta, parts)));
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 }
             }
             match tokio::fs::File::open(&blob).await {
-                Ok(file) => return Ok(Some((meta, ObjectBytes { file: Some(file), parts: None }))),
+                Ok(file) => return Ok(Some((meta, ObjectBytes::File(file)))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             }
