@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use tokio_postgres::types::Type;
 
 use crate::helpers::{Backend, fresh_database_on, pg_client, reply, spawn_app_with};
 
@@ -106,10 +107,14 @@ async fn a_list_page_is_read_from_the_callers_rows_when_another_user_owns_every_
     let mut runtime = pg_client(&runtime_url).await;
     for mode in ["force_generic_plan", "force_custom_plan"] {
         let tx = runtime.transaction().await.unwrap();
-        tx.execute("SELECT set_config('request.jwt.claims', '{\"sub\": \"older\"}', true)", &[]).await.unwrap();
         tx.execute("SELECT set_config('plan_cache_mode', $1, true)", &[&mode]).await.unwrap();
-        tx.batch_execute(&format!("PREPARE page (text, int8, int8) AS {sql}")).await.unwrap();
-        let plan = tx.query_one("EXPLAIN (FORMAT JSON) EXECUTE page('older', 9223372036854775807, 51)", &[]).await;
+        tx.batch_execute(&format!("PREPARE page (text, text, int8, int8) AS {sql}")).await.unwrap();
+        let plan = tx
+            .query_one(
+                "EXPLAIN (FORMAT JSON) EXECUTE page('{\"sub\": \"older\"}', 'older', 9223372036854775807, 51)",
+                &[],
+            )
+            .await;
         let plan: serde_json::Value = plan.unwrap().get(0);
         let plan = plan.to_string();
         assert!(plan.contains("b2_files_user_newest_id8") && !plan.contains("b2_files_pkey"), "{mode}: {plan}");
@@ -120,6 +125,52 @@ async fn a_list_page_is_read_from_the_callers_rows_when_another_user_owns_every_
     let files = listed.body["files"].as_array().unwrap();
     assert_eq!(files.len(), 50);
     assert!(files.iter().all(|f| f["objectKey"].as_str().unwrap().starts_with("older-")), "{}", listed.body);
+}
+
+/// The list page is one statement that publishes its own claims (no transaction around it):
+/// row-level security must check its rows against those claims, never against whatever the
+/// session held before, and the claims must not outlive the statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_statement_reads_under_its_own_claims_and_leaves_none_behind() {
+    let (owner_url, runtime_url) = runtime_role().await;
+    pg_client(&owner_url)
+        .await
+        .batch_execute(
+            "INSERT INTO b2_files (object_key, file_url, user_id) SELECT 'alice-' || g, 'u', 'alice' FROM generate_series(1, 3) g;
+             INSERT INTO b2_files (object_key, file_url, user_id) SELECT 'bob-' || g, 'u', 'bob' FROM generate_series(1, 3) g;",
+        )
+        .await
+        .unwrap();
+    let runtime = pg_client(&runtime_url).await;
+    // Another user's claims, set for the whole session: had the policy been checked before the
+    // statement published its own, it would have required bob while the page asks for alice.
+    runtime.batch_execute("SET request.jwt.claims = '{\"sub\": \"bob\"}'").await.unwrap();
+    let statement = runtime
+        .prepare_typed(
+            &ferry::db::PostgresMetadata::list_statement(),
+            &[Type::TEXT, Type::TEXT, Type::INT8, Type::INT8],
+        )
+        .await
+        .unwrap();
+    let page = |claims: &'static str, user: &'static str| {
+        let (runtime, statement) = (&runtime, &statement);
+        async move {
+            let rows = runtime.query(statement, &[&claims, &user, &i64::MAX, &50_i64]).await.unwrap();
+            rows.iter().map(|r| r.get::<_, String>("object_key")).collect::<Vec<_>>()
+        }
+    };
+    for mode in ["force_generic_plan", "force_custom_plan"] {
+        runtime.batch_execute(&format!("SET plan_cache_mode = {mode}")).await.unwrap();
+        assert_eq!(page("{\"sub\": \"alice\"}", "alice").await, ["alice-3", "alice-2", "alice-1"], "{mode}");
+        // The claims decide, not the user asked for: bob's claims read none of alice's rows,
+        // and no claims read nothing.
+        assert!(page("{\"sub\": \"bob\"}", "alice").await.is_empty(), "{mode}");
+        assert!(page("", "alice").await.is_empty(), "{mode}");
+        // The statement's claims were its own transaction's: the session's are as they were.
+        let claims: String =
+            runtime.query_one("SELECT current_setting('request.jwt.claims')", &[]).await.unwrap().get(0);
+        assert_eq!(claims, "{\"sub\": \"bob\"}", "{mode}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

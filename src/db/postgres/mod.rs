@@ -3,9 +3,10 @@
 //! Every per-user statement runs in a transaction that first publishes the caller with
 //! `set_config('request.jwt.claims', ..., true)`: transaction-local, so it works behind Neon's
 //! `-pooler` (PgBouncer in transaction mode) and never leaks to the next user of a connection.
-//! The statement every upload makes, the common confirm's insert, is instead one statement, a
-//! function of migration 0008 that takes the claims as an argument and publishes them itself
-//! before its query runs: the same guarantee without the `BEGIN`/`set_config`/`COMMIT` around it
+//! The two statements made most, the common confirm's insert and the list page, are instead one
+//! statement each that takes the claims as its first parameter and publishes them itself before
+//! its query runs (migration 0008's function; [`PostgresMetadata::list_statement`]): the same
+//! guarantee without the `BEGIN`/`set_config`/`COMMIT` around it
 //! ([`PostgresMetadata::as_user_in_one`]).
 //! Cleanup, which must see every row, runs as the owning role with `ferry.maintenance` set.
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
@@ -81,6 +82,16 @@ type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 fn values<'a>(params: &[Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
     params.iter().map(|(v, _)| *v).collect()
 }
+
+/// Every session's prepared statements use their generic plan. Ferry's statements are index
+/// lookups by user, key or id whose best plan does not depend on the values; left to choose,
+/// Postgres kept planning the list page again on every call (its generic plan, costed for an
+/// unknown `LIMIT`, looked dearer than a custom one): a third of Postgres's time under the list
+/// benchmark (README, Benchmarks). The per-user transactions also set it for themselves
+/// ([`SET_CALLER`]), which is what holds behind a pooler in transaction mode, where this
+/// session setting stays on whichever server connection ran it; one-statement queries
+/// ([`PostgresMetadata::as_user_in_one`]) have no transaction to set it in and rely on it.
+const GENERIC_PLANS: &str = "SET plan_cache_mode = force_generic_plan";
 
 /// How a pool is sized and how long it waits.
 struct PoolOptions {
@@ -168,6 +179,9 @@ fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String, MakeRustls
     let manager =
         Manager::from_config(target.config, tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
+        .post_create(Hook::async_fn(|client: &mut ClientWrapper, _| {
+            Box::pin(async move { client.batch_execute(GENERIC_PLANS).await.map_err(HookError::Backend) })
+        }))
         .max_size(opts.max_connections as usize)
         .wait_timeout(Some(opts.timeout))
         .create_timeout(Some(opts.timeout))
@@ -290,8 +304,9 @@ impl PostgresMetadata {
         self.pipelined(&client, &self.tls, SET_CALLER, &setup, sql, params).await
     }
 
-    /// Runs one of migration 0008's functions as `who`: the caller's claims travel as its first
-    /// argument (`$1`) and are published inside the statement, before its query runs, so no
+    /// Runs a one-statement query as `who` (migration 0008's function, the list page): the
+    /// caller's claims travel as `$1` and are published inside the statement, before its query
+    /// runs, so no
     /// `BEGIN`, `set_config` or `COMMIT` is needed. With no transaction-local
     /// `statement_timeout` before it, the statement is bounded from here: past
     /// `FERRY_DB_STATEMENT_TIMEOUT` it is cancelled on the server.
@@ -442,11 +457,9 @@ macro_rules! set_caller {
     };
 }
 /// Publishes the caller for row-level security, for this transaction only, and has the statement
-/// after it use its prepared statement's generic plan. Every per-user statement is an index
-/// lookup by user, key or id whose best plan does not depend on the values; left to choose,
-/// Postgres kept planning the list's SELECT again on every call (its generic plan, costed for an
-/// unknown `LIMIT`, looked dearer than a custom one): a third of Postgres's time under the list
-/// benchmark, gone with the generic plan (README, Benchmarks).
+/// after it use its prepared statement's generic plan ([`GENERIC_PLANS`] says why; set here too
+/// for a pooler in transaction mode, where the session setting may be on another server
+/// connection).
 const SET_CALLER: &str = set_caller!();
 /// [`SET_CALLER`], then waits for the caller's quota lock (released at commit or rollback).
 const SET_CALLER_LOCKED: &str = set_caller!(", pg_advisory_xact_lock(hashtextextended('ferry.quota/' || $3, 0))");
@@ -464,14 +477,29 @@ const SET_MAINTENANCE: &str =
     "SELECT set_config('ferry.maintenance', 'on', true), set_config('statement_timeout', $1, true)";
 
 impl PostgresMetadata {
-    /// A list page: the caller's (`$1`) files before the id `$2`, newest first, at most `$3`.
+    /// A list page as one statement: publishes the claims `$1`, then reads the caller's (`$2`)
+    /// files before the id `$3`, newest first, at most `$4`.
+    ///
+    /// The page is a `LATERAL` subquery that depends on the row of the materialized `caller`
+    /// CTE, so Postgres can only read it after that row exists, that is after `set_config` has
+    /// run: row-level security then checks the rows against these claims, set for this
+    /// statement's own transaction only. Were the claims somehow not in force, the page would
+    /// still be filtered by `user_id = $2` as well as by the policy: the caller's rows or
+    /// nothing, never another user's (fail closed; the Postgres tests check both the order and
+    /// the refusal). One statement instead of the pipelined `BEGIN`/`set_config`/`SELECT`/`COMMIT`
+    /// (four answers from Postgres): a quarter more pages a second (README, Benchmarks).
+    ///
     /// Ordered by `id::int8`, which only the (user_id, id::int8) index provides (migration 0009
-    /// says why the primary key must never serve it). Public for the test that checks its plan.
+    /// says why the primary key must never serve it). Public for the tests that check its plan
+    /// and its claims.
     #[doc(hidden)]
     pub fn list_statement() -> String {
         format!(
-            "SELECT {COLUMNS} FROM b2_files WHERE user_id = $1 AND deleting_at IS NULL \
-             AND b2_files.id::int8 < $2::int8 ORDER BY b2_files.id::int8 DESC LIMIT $3"
+            "WITH caller AS MATERIALIZED (SELECT set_config('request.jwt.claims', $1, true) AS claims) \
+             SELECT page.* FROM caller CROSS JOIN LATERAL (\
+                 SELECT {COLUMNS} FROM b2_files WHERE user_id = $2 AND deleting_at IS NULL \
+                 AND b2_files.id::int8 < $3::int8 AND caller.claims IS NOT NULL \
+                 ORDER BY b2_files.id::int8 DESC LIMIT $4) page"
         )
     }
 }
@@ -635,13 +663,10 @@ impl FileRepo for PostgresMetadata {
     }
 
     async fn list(&self, who: &Caller, limit: u32, before: Option<i64>) -> Result<Vec<FileRecord>, DbError> {
-        // (Not a one-statement function like the confirm's: measured with pgbench, a PL/pgSQL
-        // function returning 50 rows cost Postgres 1.5-2x what the pipelined transaction does,
-        // generic plan or not, and a `LANGUAGE sql` one more: README, Benchmarks.)
         let sql = Self::list_statement();
         let (before, limit) = (before.unwrap_or(i64::MAX), i64::from(limit));
-        let rows =
-            self.as_user(who, &sql, &[(&who.user_id, Type::TEXT), (&before, Type::INT8), (&limit, Type::INT8)]).await?;
+        let params: [Param<'_>; 3] = [(&who.user_id, Type::TEXT), (&before, Type::INT8), (&limit, Type::INT8)];
+        let rows = self.as_user_in_one(who, &sql, &params).await?;
         Ok(rows.iter().map(from_row).collect())
     }
 
