@@ -116,6 +116,12 @@ async fn a_list_page_is_read_from_the_callers_rows_when_another_user_owns_every_
             )
             .await;
         let plan: serde_json::Value = plan.unwrap().get(0);
+        // The page is the inner side of a nested loop whose outer side is the claims' row: it is
+        // read only after `set_config` has run.
+        let top = &plan[0]["Plan"];
+        let outer = top["Plans"].as_array().unwrap().iter().find(|p| p["Parent Relationship"] == "Outer");
+        let shape = (top["Node Type"].as_str(), outer.and_then(|p| p["CTE Name"].as_str()));
+        assert_eq!(shape, (Some("Nested Loop"), Some("caller")), "{mode}: {plan}");
         let plan = plan.to_string();
         assert!(plan.contains("b2_files_user_newest_id8") && !plan.contains("b2_files_pkey"), "{mode}: {plan}");
         tx.rollback().await.unwrap();

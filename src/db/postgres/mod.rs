@@ -68,7 +68,8 @@ fn caused_by_io(e: &(dyn std::error::Error + 'static)) -> bool {
 impl From<deadpool_postgres::PoolError> for DbError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            deadpool_postgres::PoolError::Backend(e)
+            | deadpool_postgres::PoolError::PostCreateHook(deadpool_postgres::HookError::Backend(e)) => e.into(),
             other => Self::unavailable(other),
         }
     }
@@ -83,20 +84,27 @@ fn values<'a>(params: &[Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
     params.iter().map(|(v, _)| *v).collect()
 }
 
-/// Every session's prepared statements use their generic plan. Ferry's statements are index
-/// lookups by user, key or id whose best plan does not depend on the values; left to choose,
-/// Postgres kept planning the list page again on every call (its generic plan, costed for an
-/// unknown `LIMIT`, looked dearer than a custom one): a third of Postgres's time under the list
-/// benchmark (README, Benchmarks). The per-user transactions also set it for themselves
-/// ([`SET_CALLER`]), which is what holds behind a pooler in transaction mode, where this
-/// session setting stays on whichever server connection ran it; one-statement queries
-/// ([`PostgresMetadata::as_user_in_one`]) have no transaction to set it in and rely on it.
+/// The runtime role's sessions use their prepared statements' generic plans (with prepared
+/// statements on). Ferry's per-user statements are index lookups by user, key or id whose best
+/// plan does not depend on the values; left to choose, Postgres kept planning the list page
+/// again on every call (its generic plan, costed for an unknown `LIMIT`, looked dearer than a
+/// custom one): a third of Postgres's time under the list benchmark (README, Benchmarks). The
+/// per-user transactions also set it for themselves ([`SET_CALLER`]), which is what holds behind
+/// a pooler in transaction mode, where this session setting stays on whichever server connection
+/// ran it; one-statement queries ([`PostgresMetadata::as_user_in_one`]) have no transaction to
+/// set it in and rely on it (or on `ALTER ROLE ... SET plan_cache_mode`, README). Without a
+/// separate owner (`DATABASE_MIGRATION_URL`) the owner's statements share these sessions:
+/// maintenance sets `auto` back for its transactions ([`SET_MAINTENANCE`]); the bookkeeping
+/// statements outside a transaction (leases, the webhook log, its periodic prune) keep generic
+/// plans, key lookups but for the prune's range, which may then scan its table.
 const GENERIC_PLANS: &str = "SET plan_cache_mode = force_generic_plan";
 
 /// How a pool is sized and how long it waits.
 struct PoolOptions {
     max_connections: u32,
     timeout: Duration,
+    /// Start each connection with [`GENERIC_PLANS`].
+    generic_plans: bool,
 }
 
 /// `id` is the guide's SERIAL (int4): widened so both backends read the same record.
@@ -178,10 +186,20 @@ fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String, MakeRustls
     );
     let manager =
         Manager::from_config(target.config, tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    let pool = Pool::builder(manager)
-        .post_create(Hook::async_fn(|client: &mut ClientWrapper, _| {
-            Box::pin(async move { client.batch_execute(GENERIC_PLANS).await.map_err(HookError::Backend) })
-        }))
+    let mut builder = Pool::builder(manager);
+    if opts.generic_plans {
+        let timeout = opts.timeout;
+        builder = builder.post_create(Hook::async_fn(move |client: &mut ClientWrapper, _| {
+            Box::pin(async move {
+                // Deadpool bounds the connection, not this hook: bound it here.
+                match tokio::time::timeout(timeout, client.batch_execute(GENERIC_PLANS)).await {
+                    Ok(done) => done.map_err(HookError::Backend),
+                    Err(_) => Err(HookError::Message("setting plan_cache_mode timed out".into())),
+                }
+            })
+        }));
+    }
+    let pool = builder
         .max_size(opts.max_connections as usize)
         .wait_timeout(Some(opts.timeout))
         .create_timeout(Some(opts.timeout))
@@ -194,12 +212,20 @@ fn build_pool(url: &str, opts: &PoolOptions) -> Result<(Pool, String, MakeRustls
 
 impl PostgresMetadata {
     pub async fn connect(url: &str, migration_url: Option<&str>, cfg: &DatabaseConfig) -> Result<Self, DbError> {
-        let (pool, description, tls) =
-            build_pool(url, &PoolOptions { max_connections: cfg.pool_size, timeout: cfg.timeout })?;
+        // Unnamed statements (prepared statements off) are planned at every call whatever the
+        // setting, and a session `SET` would only pin or stick to a pooler's server connection.
+        let runtime = PoolOptions {
+            max_connections: cfg.pool_size,
+            timeout: cfg.timeout,
+            generic_plans: cfg.prepared_statements,
+        };
+        let (pool, description, tls) = build_pool(url, &runtime)?;
         let (owner, owner_tls) = match migration_url {
             Some(owner_url) => {
-                let (owner, _, owner_tls) =
-                    build_pool(owner_url, &PoolOptions { max_connections: 2, timeout: cfg.timeout })?;
+                let (owner, _, owner_tls) = build_pool(
+                    owner_url,
+                    &PoolOptions { max_connections: 2, timeout: cfg.timeout, generic_plans: false },
+                )?;
                 (owner, owner_tls)
             }
             None => (pool.clone(), tls.clone()),
@@ -306,8 +332,7 @@ impl PostgresMetadata {
 
     /// Runs a one-statement query as `who` (migration 0008's function, the list page): the
     /// caller's claims travel as `$1` and are published inside the statement, before its query
-    /// runs, so no
-    /// `BEGIN`, `set_config` or `COMMIT` is needed. With no transaction-local
+    /// runs, so no `BEGIN`, `set_config` or `COMMIT` is needed. With no transaction-local
     /// `statement_timeout` before it, the statement is bounded from here: past
     /// `FERRY_DB_STATEMENT_TIMEOUT` it is cancelled on the server.
     async fn as_user_in_one(&self, who: &Caller, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
@@ -473,8 +498,8 @@ const USED: &str = "SELECT \
        + (SELECT COALESCE(sum(bytes), 0) FROM ferry_reservations \
              WHERE user_id = $3 AND object_key <> $1 AND expires_at >= $8) AS bytes";
 /// Lets the owning role's maintenance policy apply, for this transaction only.
-const SET_MAINTENANCE: &str =
-    "SELECT set_config('ferry.maintenance', 'on', true), set_config('statement_timeout', $1, true)";
+const SET_MAINTENANCE: &str = "SELECT set_config('ferry.maintenance', 'on', true), \
+     set_config('statement_timeout', $1, true), set_config('plan_cache_mode', 'auto', true)";
 
 impl PostgresMetadata {
     /// A list page as one statement: publishes the claims `$1`, then reads the caller's (`$2`)
@@ -487,7 +512,7 @@ impl PostgresMetadata {
     /// still be filtered by `user_id = $2` as well as by the policy: the caller's rows or
     /// nothing, never another user's (fail closed; the Postgres tests check both the order and
     /// the refusal). One statement instead of the pipelined `BEGIN`/`set_config`/`SELECT`/`COMMIT`
-    /// (four answers from Postgres): a quarter more pages a second (README, Benchmarks).
+    /// (four answers from Postgres): 13-34% more pages a second side by side (README, Benchmarks).
     ///
     /// Ordered by `id::int8`, which only the (user_id, id::int8) index provides (migration 0009
     /// says why the primary key must never serve it). Public for the tests that check its plan
