@@ -16,7 +16,7 @@ use crate::config::defaults;
 use crate::wire::{
     CompletedPart, ConfirmRequest, Confirmed, DownloadUrl, ErrorBody, FileList, FileView, MultipartAbortRequest,
     MultipartCompleteRequest, MultipartParts, MultipartPartsRequest, MultipartStartRequest, MultipartStarted, PartUrls,
-    PartUrlsRequest, PresignRequest, PresignResponse,
+    PartUrlsRequest, PresignRequest, PresignResponse, part_span,
 };
 
 /// What an upload reports as it goes: the CLI draws progress bars from it, or prints the notes.
@@ -407,10 +407,7 @@ impl Client {
                 let arrived: Vec<CompletedPart> = listed
                     .parts
                     .into_iter()
-                    .filter(|p| {
-                        let offset = u64::from(p.part_number.saturating_sub(1)) * upload.part_size;
-                        u64::from(p.part_number) <= count && p.size == upload.part_size.min(size - offset)
-                    })
+                    .filter(|p| part_span(size, upload.part_size, p.part_number).is_some_and(|(_, len)| p.size == len))
                     .map(|p| CompletedPart { part_number: p.part_number, etag: p.etag })
                     .collect();
                 progress.note(&format!("resuming: {} of {count} parts are already in the bucket", arrived.len()));
@@ -461,13 +458,12 @@ impl Client {
     ) -> Result<FileView, ClientError> {
         let part_size = upload.part_size;
         let count = u16::try_from(size.div_ceil(part_size)).map_err(|_| ClientError::Unexpected(self.api.clone()))?;
-        let range = |n: u16| {
-            let offset = u64::from(n - 1) * part_size;
-            (offset, part_size.min(size - offset))
-        };
+        // A part number the file does not have (only the server could name one) is an answer
+        // Ferry would not give.
+        let range = |n: u16| part_span(size, part_size, n).ok_or_else(|| ClientError::Unexpected(self.api.clone()));
         let done: std::collections::HashSet<u16> = arrived.iter().map(|p| p.part_number).collect();
         let missing: Vec<u16> = (1..=count).filter(|n| !done.contains(n)).collect();
-        progress.started(missing.iter().map(|&n| range(n).1).sum());
+        progress.started(missing.iter().map(|&n| range(n).map(|(_, len)| len)).sum::<Result<u64, _>>()?);
         let mut parts = arrived;
         if self.checksums {
             // Each part is hashed, signed with its digest and sent on its own, `concurrency` at a
@@ -475,7 +471,7 @@ impl Client {
             // then sending it left the network idle while the disk and CPU worked, and the
             // other way round).
             let sends = missing.iter().map(|&n| async move {
-                let (offset, len) = range(n);
+                let (offset, len) = range(n)?;
                 let md5 = self.md5(path, offset, len).await?;
                 let request = PartUrlsRequest {
                     object_key: Some(upload.object_key.clone()),
@@ -505,8 +501,9 @@ impl Client {
                 };
                 let urls: PartUrls = self.call("/multipart/urls", &request).await?;
                 let puts = urls.urls.iter().map(|part| {
-                    let (offset, len) = range(part.part_number);
+                    let range = range(part.part_number);
                     async move {
+                        let (offset, len) = range?;
                         let target = Target { url: &part.url, content_type: None, md5: None };
                         let etag = self.put_range(&target, path, offset, len, part.part_number, progress).await?;
                         Ok::<_, ClientError>(CompletedPart { part_number: part.part_number, etag })

@@ -110,6 +110,15 @@ pub struct MultipartStartRequest {
     pub size: Option<u64>,
 }
 
+/// Where part `number` (1-based) of a file of `size` bytes, cut into parts of `part_size` bytes
+/// ([`MultipartStarted::part_size`]), lies: its offset and length, or `None` when the file has no
+/// such part. One cut for both sides: the server signs these lengths under a byte quota, and the
+/// CLI sends them and checks the parts already in the bucket against them.
+pub fn part_span(size: u64, part_size: u64, number: u16) -> Option<(u64, u64)> {
+    let offset = u64::from(number.checked_sub(1)?).checked_mul(part_size)?;
+    (offset < size).then(|| (offset, part_size.min(size - offset)))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MultipartStarted {
@@ -254,7 +263,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_file_has_no_part_zero_and_none_past_its_last() {
+        assert_eq!(part_span(10, 4, 0), None);
+        assert_eq!(part_span(10, 4, 3), Some((8, 2)));
+        assert_eq!(part_span(10, 4, 4), None);
+        assert_eq!(part_span(8, 4, 3), None);
+        assert_eq!(part_span(0, 4, 1), None);
+    }
+
     proptest! {
+        #[test]
+        fn the_parts_of_a_file_cover_it_end_to_end(
+            part_size in 1u64..1 << 30, whole in 0u64..10_000, last in 1u64..1 << 30,
+        ) {
+            let size = whole * part_size + last.min(part_size);
+            let count = u16::try_from(size.div_ceil(part_size)).unwrap();
+            let mut next = 0;
+            for number in 1..=count {
+                let (offset, length) = part_span(size, part_size, number).unwrap();
+                prop_assert_eq!(offset, next);
+                prop_assert!(length > 0 && length <= part_size);
+                next = offset + length;
+            }
+            prop_assert_eq!(next, size);
+            prop_assert_eq!(part_span(size, part_size, count + 1), None);
+        }
+
         #[test]
         fn a_timestamp_is_written_as_chronos_own_serialize_writes_it(
             seconds in -62_135_596_800i64..253_402_300_799,

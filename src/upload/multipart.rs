@@ -7,6 +7,7 @@ use super::checksum::check_md5;
 use super::{UploadError, UploadRequest, Uploads};
 use crate::identity::Caller;
 use crate::storage::{PartRequest, StoreError};
+use crate::wire::part_span;
 
 /// Parts are at least this big (S3's minimum is 5 MiB) ...
 const MIN_PART: u64 = 16 * 1024 * 1024;
@@ -27,12 +28,10 @@ pub fn part_size(size: u64) -> u64 {
 /// the file's last part.
 fn part_length(size: u64, number: u16) -> Result<u64, UploadError> {
     let part = part_size(size);
-    let count = size.div_ceil(part);
-    let start = (u64::from(number) - 1) * part;
-    if u64::from(number) > count {
-        return Err(UploadError::InvalidMultipart(format!("this file has {count} parts: there is no part {number}")));
-    }
-    Ok(part.min(size - start))
+    part_span(size, part, number).map(|(_, length)| length).ok_or_else(|| {
+        let count = size.div_ceil(part);
+        UploadError::InvalidMultipart(format!("this file has {count} parts: there is no part {number}"))
+    })
 }
 
 /// A started multipart upload.
